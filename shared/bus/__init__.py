@@ -1,0 +1,1 @@
+"""Kafka on confluent-kafka: an idempotent producer, topic admin, consumers."""

@@ -1,0 +1,118 @@
+"""MinIO / S3 adapter on the ``minio`` package, with errors classified."""
+
+from __future__ import annotations
+
+import io
+from typing import Iterator
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error, ServerError
+
+from shared.config import CommonSettings
+from shared.objectstore.base import (
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreError,
+    PermanentStoreError,
+    TransientStoreError,
+)
+
+_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"}
+
+
+def _classify(err: Exception, what: str) -> ObjectStoreError:
+    if isinstance(err, S3Error):
+        if err.code in _NOT_FOUND:
+            return ObjectNotFound(f"{what}: {err.code}")
+        if err.code in {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}:
+            return TransientStoreError(f"{what}: {err.code}: {err.message}")
+        return PermanentStoreError(f"{what}: {err.code}: {err.message}")
+    if isinstance(err, ServerError):
+        return TransientStoreError(f"{what}: server error {err.status_code}")
+    return TransientStoreError(f"{what}: cannot reach object store: {err}")
+
+
+class MinioObjectStore(ObjectStore):
+    def __init__(self, endpoint: str, access_key: str, secret_key: str, secure: bool = False,
+                 region: str = "us-east-1") -> None:
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=60),
+            maxsize=16,
+            retries=urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+        )
+        self.endpoint = endpoint
+        self._c = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
+                        region=region, http_client=http)
+
+    @classmethod
+    def from_settings(cls, s: CommonSettings) -> "MinioObjectStore":
+        return cls(s.s3_endpoint, s.s3_access_key, s.s3_secret_key.get_secret_value(), s.s3_secure, s.s3_region)
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (S3Error, ServerError, urllib3.exceptions.HTTPError, OSError) as err:
+            raise _classify(err, what) from err
+
+    def ensure_bucket(self, bucket: str) -> None:
+        if self._call(f"bucket {bucket}", self._c.bucket_exists, bucket):
+            return
+        try:
+            self._c.make_bucket(bucket)
+        except S3Error as err:
+            if err.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise _classify(err, f"create bucket {bucket}") from err
+        except (ServerError, urllib3.exceptions.HTTPError, OSError) as err:
+            raise _classify(err, f"create bucket {bucket}") from err
+
+    def bucket_exists(self, bucket: str) -> bool:
+        return self._call(f"bucket {bucket}", self._c.bucket_exists, bucket)
+
+    def put(self, bucket: str, key: str, data: bytes) -> None:
+        self._call(f"put {bucket}/{key}", self._c.put_object, bucket, key, io.BytesIO(data), len(data))
+
+    def _read(self, what: str, bucket: str, key: str, **kw) -> bytes:
+        resp = None
+        try:
+            resp = self._c.get_object(bucket, key, **kw)
+            return resp.read()
+        except (S3Error, ServerError, urllib3.exceptions.HTTPError, OSError) as err:
+            raise _classify(err, what) from err
+        finally:
+            if resp is not None:
+                resp.close()
+                resp.release_conn()
+
+    def get(self, bucket: str, key: str) -> bytes:
+        return self._read(f"get {bucket}/{key}", bucket, key)
+
+    def get_range(self, bucket: str, key: str, offset: int, length: int) -> bytes:
+        if length <= 0:
+            self.stat(bucket, key)
+            return b""
+        return self._read(f"get {bucket}/{key}", bucket, key, offset=offset, length=length)
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo:
+        st = self._call(f"stat {bucket}/{key}", self._c.stat_object, bucket, key)
+        return ObjectInfo(key, st.size)
+
+    def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
+        it = self._call(f"list {bucket}/{prefix}", self._c.list_objects, bucket, prefix=prefix or None,
+                        recursive=True, start_after=start_after or None)
+        try:
+            for obj in it:
+                yield ObjectInfo(obj.object_name, obj.size)
+        except (S3Error, ServerError, urllib3.exceptions.HTTPError, OSError) as err:
+            raise _classify(err, f"list {bucket}/{prefix}") from err
+
+    def delete(self, bucket: str, key: str) -> None:
+        try:
+            self._c.remove_object(bucket, key)
+        except S3Error as err:
+            if err.code in _NOT_FOUND and err.code != "NoSuchBucket":
+                return
+            raise _classify(err, f"delete {bucket}/{key}") from err
+        except (ServerError, urllib3.exceptions.HTTPError, OSError) as err:
+            raise _classify(err, f"delete {bucket}/{key}") from err
