@@ -1,0 +1,118 @@
+"""Apache Kafka (KRaft, single node) on 127.0.0.1, from its jars on Maven Central.
+
+Provisioning assembles the broker class path once with
+``mvn dependency:copy-dependencies`` into the cache; ``KAFKA_HOME`` (an
+unpacked official tarball) is used instead when set. Topic auto-creation is
+off: Dialback creates its topics itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from importlib import resources
+from pathlib import Path
+
+from deploy.local.process import Managed, StartError, port_open
+from deploy.local.tools import need
+
+KAFKA_VERSION = "3.9.1"
+
+_LOG4J = """log4j.rootLogger=WARN, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.server.KafkaServer=INFO
+log4j.logger.kafka.server.BrokerServer=INFO
+"""
+
+
+def classpath_dir(cache: Path) -> Path:
+    home = os.environ.get("KAFKA_HOME")
+    if home and (Path(home) / "libs").is_dir():
+        return Path(home) / "libs"
+    return cache / f"kafka-{KAFKA_VERSION}" / "libs"
+
+
+def provision(cache: Path, echo=print) -> Path:
+    """Make sure the broker's jars are in the cache; returns the libs dir. Idempotent."""
+    libs = classpath_dir(cache)
+    if (libs / ".complete").exists() or os.environ.get("KAFKA_HOME"):
+        return libs
+    need("java")
+    mvn = need("mvn")
+    echo(f"assembling Kafka {KAFKA_VERSION} from Maven Central into {libs} (once)")
+    tmp = Path(tempfile.mkdtemp(prefix="dialback-kafka-"))
+    try:
+        pom = resources.files("deploy.local").joinpath("maven-kafka.pom.xml").read_text()
+        (tmp / "pom.xml").write_text(pom.replace("${kafka.version}", KAFKA_VERSION))
+        out = libs.with_name("libs.partial")
+        shutil.rmtree(out, ignore_errors=True)
+        proc = subprocess.run(
+            [mvn, "-q", "-B", "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={out}"],
+            cwd=tmp, capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            raise StartError(f"Maven could not fetch Kafka's jars (exit {proc.returncode}):\n{proc.stdout[-2000:]}"
+                             f"{proc.stderr[-2000:]}")
+        shutil.rmtree(libs, ignore_errors=True)
+        out.rename(libs)
+        (libs / ".complete").write_text(KAFKA_VERSION)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return libs
+
+
+def server(cache: Path, data_dir: Path, port: int, controller_port: int, heap: str = "512m") -> Managed:
+    """A Managed KRaft broker+controller; call ``.start()``. Formats storage once."""
+    libs = classpath_dir(cache)
+    java = need("java")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    props = data_dir / "server.properties"
+    props.write_text("\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"log.dirs={data_dir / 'logs'}",
+        "auto.create.topics.enable=false",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=4",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "transaction.state.log.num.partitions=4",
+        "group.initial.rebalance.delay.ms=0",
+        "num.partitions=1",
+        "message.max.bytes=2097152",
+        "replica.fetch.max.bytes=2097152",
+        "log.flush.interval.messages=1",
+        "",
+    ]))
+    (data_dir / "log4j.properties").write_text(_LOG4J)
+    cp = f"{libs}/*"
+    if not (data_dir / "logs" / "meta.properties").exists():
+        fmt = subprocess.run(
+            [java, "-cp", cp, f"-Dlog4j.configuration=file:{data_dir / 'log4j.properties'}",
+             "kafka.tools.StorageTool", "format", "-t", uuid.uuid4().hex[:22], "-c", str(props)],
+            capture_output=True, text=True,
+        )
+        if fmt.returncode != 0:
+            raise StartError(f"formatting Kafka storage in {data_dir} failed:\n{fmt.stdout}{fmt.stderr}")
+    argv = [java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{data_dir / 'log4j.properties'}", "-cp", cp, "kafka.Kafka", str(props)]
+    return Managed("kafka", argv, data_dir, ready=lambda: _ready(port))
+
+
+def _ready(port: int) -> bool:
+    if not port_open(port):
+        return False
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=3)
+    return bool(md.brokers)

@@ -1,0 +1,54 @@
+"""MinIO on 127.0.0.1, built from source with ``go install`` (or a ``minio`` on PATH)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import urllib3
+
+from deploy.local.process import Managed, StartError
+from deploy.local.tools import need
+
+# A pinned commit of github.com/minio/minio (the module proxy's pseudo-version).
+MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
+
+
+def binary(cache: Path) -> Path:
+    return cache / "minio" / MINIO_VERSION / "minio"
+
+
+def provision(cache: Path, echo=print) -> Path:
+    """Build (once) or find the minio binary; idempotent."""
+    on_path = shutil.which("minio")
+    if on_path and not os.environ.get("DIALBACK_BUILD_MINIO"):
+        return Path(on_path)
+    out = binary(cache)
+    if out.exists():
+        return out
+    go = need("go")
+    echo(f"building MinIO {MINIO_VERSION} with go install into {out.parent} (once, a few minutes)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GOBIN": str(out.parent), "CGO_ENABLED": "0"}
+    proc = subprocess.run([go, "install", f"github.com/minio/minio@{MINIO_VERSION}"], env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not out.exists():
+        raise StartError(f"go install of MinIO failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return out
+
+
+def server(cache: Path, data_dir: Path, port: int, console_port: int, access_key: str, secret_key: str) -> Managed:
+    exe = provision(cache)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [str(exe), "server", str(data_dir / "data"), "--address", f"127.0.0.1:{port}",
+            "--console-address", f"127.0.0.1:{console_port}", "--quiet"]
+    env = {"MINIO_ROOT_USER": access_key, "MINIO_ROOT_PASSWORD": secret_key,
+           "MINIO_BROWSER": "off", "MINIO_UPDATE": "off", "MINIO_API_REQUESTS_MAX": "256"}
+    return Managed("minio", argv, data_dir, ready=lambda: _ready(port), env=env)
+
+
+def _ready(port: int) -> bool:
+    r = urllib3.request("GET", f"http://127.0.0.1:{port}/minio/health/ready", timeout=2, retries=False)
+    return r.status == 200

@@ -1,0 +1,98 @@
+"""`dialback stack up|down|status`: Kafka and MinIO (and optionally OpenStack) on 127.0.0.1.
+
+State lives in ``$DIALBACK_HOME`` (default ~/.local/share/dialback), downloads
+and builds in ``$DIALBACK_CACHE`` (default ~/.cache/dialback), so a second
+``up`` on the same machine downloads and builds nothing. ``up`` writes
+``$DIALBACK_HOME/stack.env``: the DIALBACK_* variables every service reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.local import kafka, minio
+from deploy.local.process import Managed, StartError, port_open
+from shared.config import default_cache, default_home
+
+KAFKA_PORT = int(os.environ.get("DIALBACK_STACK_KAFKA_PORT", 9092))
+MINIO_PORT = int(os.environ.get("DIALBACK_STACK_MINIO_PORT", 9000))
+
+
+@dataclass
+class Stack:
+    home: Path
+    cache: Path
+
+    @classmethod
+    def default(cls) -> "Stack":
+        return cls(default_home(), default_cache())
+
+    # -- credentials -----------------------------------------------------
+    def credentials(self) -> dict[str, str]:
+        path = self.home / "credentials.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        self.home.mkdir(parents=True, exist_ok=True)
+        creds = {"s3_access_key": "dialback-" + secrets.token_hex(4), "s3_secret_key": secrets.token_urlsafe(24)}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(creds, f)
+        return creds
+
+    # -- servers -----------------------------------------------------------
+    def kafka(self) -> Managed:
+        return kafka.server(self.cache, self.home / "kafka", KAFKA_PORT, KAFKA_PORT + 1)
+
+    def minio(self) -> Managed:
+        c = self.credentials()
+        return minio.server(self.cache, self.home / "minio", MINIO_PORT, MINIO_PORT + 1,
+                            c["s3_access_key"], c["s3_secret_key"])
+
+    def env(self) -> dict[str, str]:
+        c = self.credentials()
+        return {
+            "DIALBACK_HOME": str(self.home),
+            "DIALBACK_KAFKA_BOOTSTRAP": f"127.0.0.1:{KAFKA_PORT}",
+            "DIALBACK_S3_ENDPOINT": f"127.0.0.1:{MINIO_PORT}",
+            "DIALBACK_S3_ACCESS_KEY": c["s3_access_key"],
+            "DIALBACK_S3_SECRET_KEY": c["s3_secret_key"],
+        }
+
+    def provision(self, echo=print) -> None:
+        kafka.provision(self.cache, echo)
+        minio.provision(self.cache, echo)
+
+    def up(self, echo=print) -> dict[str, str]:
+        self.provision(echo)
+        for name, srv, port in (("kafka", self.kafka(), KAFKA_PORT), ("minio", self.minio(), MINIO_PORT)):
+            if not srv.running() and port_open(port):
+                raise StartError(f"port {port} on 127.0.0.1 is taken by another process; stop it or set "
+                                 f"DIALBACK_STACK_{name.upper()}_PORT to a free port")
+            echo(f"starting {name} …")
+            srv.start()
+        env = self.env()
+        (self.home / "stack.env").write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
+        return env
+
+    def down(self, echo=print) -> None:
+        for srv in (self.minio(), self.kafka()):
+            if srv.stop():
+                echo(f"stopped {srv.name}")
+
+    def status(self) -> list[dict]:
+        rows = []
+        for srv, addr in ((self.kafka(), f"127.0.0.1:{KAFKA_PORT}"), (self.minio(), f"http://127.0.0.1:{MINIO_PORT}")):
+            pid = srv.pid()
+            healthy = False
+            if pid is not None:
+                try:
+                    healthy = bool(srv.ready())
+                except Exception:  # noqa: BLE001 - any probe failure means unhealthy
+                    healthy = False
+            rows.append({"name": srv.name, "address": addr, "pid": pid, "running": pid is not None,
+                         "healthy": healthy, "log": str(srv.log_file)})
+        return rows

@@ -1,0 +1,96 @@
+"""Real Kafka and MinIO for tests, started from the project's own deploy code.
+
+Each server is started on free loopback ports in a temporary directory (or an
+existing one named by env vars is used). With CI=true a server that cannot be
+had fails the test; elsewhere it skips, naming why.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from deploy.local import kafka, minio
+from deploy.local.process import Managed, StartError, free_port
+from shared.config import default_cache
+from shared.objectstore.minio import MinioObjectStore
+
+
+def unavailable(what: str, err: Exception) -> None:
+    msg = f"{what} is not available: {err}"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)
+
+
+@dataclass
+class KafkaServer:
+    bootstrap: str
+    managed: Managed | None = None
+    tmp: Path | None = None
+
+    def stop(self) -> None:
+        if self.managed:
+            self.managed.stop()
+
+    def start(self) -> None:
+        if self.managed:
+            self.managed.start()
+
+    def kill(self) -> None:
+        if self.managed:
+            self.managed.kill()
+
+
+@dataclass
+class MinioServer:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    managed: Managed | None = None
+    tmp: Path | None = None
+    env: dict = field(default_factory=dict)
+
+    def store(self) -> MinioObjectStore:
+        return MinioObjectStore(self.endpoint, self.access_key, self.secret_key)
+
+
+def start_kafka() -> KafkaServer:
+    if os.environ.get("DIALBACK_TEST_KAFKA_BOOTSTRAP"):
+        return KafkaServer(os.environ["DIALBACK_TEST_KAFKA_BOOTSTRAP"])
+    cache = default_cache()
+    kafka.provision(cache)
+    tmp = Path(tempfile.mkdtemp(prefix="dialback-test-kafka-"))
+    port = free_port()
+    managed = kafka.server(cache, tmp, port, free_port(), heap="384m")
+    managed.start(timeout=120)
+    return KafkaServer(f"127.0.0.1:{port}", managed, tmp)
+
+
+def start_minio() -> MinioServer:
+    if os.environ.get("DIALBACK_TEST_S3_ENDPOINT"):
+        return MinioServer(os.environ["DIALBACK_TEST_S3_ENDPOINT"], os.environ["DIALBACK_TEST_S3_ACCESS_KEY"],
+                           os.environ["DIALBACK_TEST_S3_SECRET_KEY"])
+    cache = default_cache()
+    tmp = Path(tempfile.mkdtemp(prefix="dialback-test-minio-"))
+    port = free_port()
+    access, secret = "test-" + secrets.token_hex(4), secrets.token_urlsafe(18)
+    managed = minio.server(cache, tmp, port, free_port(), access, secret)
+    managed.start(timeout=60)
+    return MinioServer(f"127.0.0.1:{port}", access, secret, managed, tmp)
+
+
+def cleanup(server) -> None:
+    if server.managed:
+        server.managed.stop()
+    if server.tmp:
+        shutil.rmtree(server.tmp, ignore_errors=True)
+
+
+__all__ = ["KafkaServer", "MinioServer", "StartError", "start_kafka", "start_minio", "cleanup", "unavailable"]
