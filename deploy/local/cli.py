@@ -37,6 +37,16 @@ def up(with_openstack: bool = typer.Option(False, "--with-openstack", help="also
 
 
 @stack_app.command()
+def provision() -> None:
+    """Download/build Kafka and MinIO into the cache (idempotent; nothing is started)."""
+    try:
+        Stack.default().provision(echo=lambda m: console.print(f"[cyan]{m}[/]"))
+    except StartError as err:
+        console.print(f"[red]error:[/] {err}")
+        raise typer.Exit(1) from err
+
+
+@stack_app.command()
 def down() -> None:
     """Stop the local stack (data is kept)."""
     Stack.default().down(echo=lambda m: console.print(m))

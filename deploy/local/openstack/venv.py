@@ -50,7 +50,7 @@ def ensure(layout: Layout, log: Path) -> bool:
     with open(log, "ab") as out:
         if not (building / "bin" / "pip").exists():
             subprocess.run([python, "-m", "venv", str(building)], check=True, stdout=out, stderr=out)
-        for args in (["-r", str(REQUIREMENTS)], [str(ML2_DRIVER)]):
+        for args in (["-r", str(REQUIREMENTS)], ["--no-build-isolation", str(ML2_DRIVER)]):
             r = subprocess.run([str(building / "bin" / "pip"), "install", "-q", *args], stdout=out, stderr=out)
             if r.returncode != 0:
                 raise StartError(f"installing the OpenStack venv failed (pip install {' '.join(args)}); "
