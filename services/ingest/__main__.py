@@ -1,0 +1,21 @@
+"""``python -m services.ingest``: serve ingest under uvicorn on the configured loopback port."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from services.ingest.app import create_app
+from services.ingest.config import IngestSettings
+
+
+def main(settings: IngestSettings | None = None) -> None:
+    settings = settings or IngestSettings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.ingest_host, port=settings.ingest_port,
+                log_level=settings.log_level.lower())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Write batches from agents."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, status
+
+from services.ingest.api.body import read_limited
+from services.ingest.api.deps import CurrentTenant, Metrics, Service, Settings
+from services.ingest.api.errors import http_error
+from services.ingest.errors import IngestError
+from services.ingest.metrics import ACCEPTED, DUPLICATE, REJECTED
+from shared.frames import MAX_BATCH_BYTES
+
+router = APIRouter(prefix="/v1/groups", tags=["batches"])
+
+CONTENT_TYPES = ("application/x-dialback-batch", "application/octet-stream")
+
+
+@router.post("/{group}/batches")
+async def post_batch(group: str, request: Request, tenant: CurrentTenant, service: Service,
+                     settings: Settings, metrics: Metrics) -> dict:
+    """Answer 200 {"acked_through": N} only once Kafka holds every record up to N."""
+    ctype = request.headers.get("content-type", CONTENT_TYPES[0]).split(";")[0].strip()
+    if ctype not in CONTENT_TYPES:
+        metrics.batch(REJECTED, "content_type", 0, 0)
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+                            detail=f"send the batch as {CONTENT_TYPES[0]}, not {ctype}")
+    nbytes = 0
+    try:
+        # Group first: a 404 must not depend on what the body looks like.
+        await service.get_group(tenant, group)
+        body = await read_limited(request, MAX_BATCH_BYTES)
+        nbytes = len(body)
+        acked, plan = await service.accept_batch(tenant, group, body)
+    except IngestError as err:
+        metrics.batch(REJECTED, err.reason, nbytes, err.records)
+        raise http_error(err, settings.retry_after_s) from err
+    if plan.data is None:
+        metrics.batch(DUPLICATE, "already_acked", nbytes, 0)
+    else:
+        metrics.batch(ACCEPTED, "ok", len(plan.data), plan.records)
+    return {"acked_through": acked}

@@ -1,0 +1,44 @@
+"""Protection groups: register and look up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from services.ingest.api.deps import CurrentTenant, Service, Settings
+from services.ingest.api.errors import http_error
+from services.ingest.errors import IngestError
+from services.ingest.state import GroupState
+
+router = APIRouter(prefix="/v1/groups", tags=["groups"])
+
+
+class Registration(BaseModel):
+    # Checked by the service (with messages naming the bad volume), not by pydantic.
+    volumes: Any = None
+
+
+def group_body(gs: GroupState) -> dict:
+    return {"group": gs.group, "volumes": gs.volumes_list(), "acked_through": gs.acked_through}
+
+
+@router.put("/{group}")
+async def register_group(group: str, reg: Registration, tenant: CurrentTenant, service: Service,
+                         settings: Settings) -> dict:
+    """Register a group (idempotent: the same volumes again answer 200)."""
+    try:
+        gs, _created = await service.register_group(tenant, group, reg.volumes)
+    except IngestError as err:
+        raise http_error(err, settings.retry_after_s) from err
+    return group_body(gs)
+
+
+@router.get("/{group}")
+async def get_group(group: str, tenant: CurrentTenant, service: Service, settings: Settings) -> dict:
+    try:
+        gs = await service.get_group(tenant, group)
+    except IngestError as err:
+        raise http_error(err, settings.retry_after_s) from err
+    return group_body(gs)

@@ -1,0 +1,55 @@
+"""The two logs ingest writes to, as narrow interfaces.
+
+Both are blocking; the service calls them from a worker thread.
+
+:class:`WritesLog` — ``dialback.<tenant>.writes``:
+
+* ``ensure(tenant)`` creates the tenant's writes topic if missing (idempotent).
+* ``publish`` returns only after the log acknowledged the batch durably
+  (Kafka: idempotent producer, acks=all). Batches of one group are appended in
+  call order and keyed by group, so one group stays in one partition, in order.
+* On any failure it raises :class:`~shared.bus.kafka.BusUnavailable`; the
+  caller must then treat the batch as NOT acknowledged (it may or may not be
+  in the log: a resend can land twice, which consumers tolerate).
+
+:class:`ControlLog` — ``dialback.<tenant>.control`` (compacted):
+
+* ``append`` of a JSON event keyed ``group/<group>``, same guarantees as
+  ``publish``.
+* ``replay`` returns the tenant's events from the beginning up to the end as
+  of the call, in append order; a tenant with no topic yet has no events.
+  Because the topic is compacted, only the latest event per key is
+  guaranteed to survive: every event must therefore carry the whole state
+  of its group (see services.ingest.state).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from shared.bus.kafka import BusUnavailable
+
+__all__ = ["BusUnavailable", "ControlLog", "WritesLog", "control_key"]
+
+
+def control_key(group: str) -> bytes:
+    return f"group/{group}".encode()
+
+
+class WritesLog(ABC):
+    @abstractmethod
+    def ensure(self, tenant: str) -> None: ...
+
+    @abstractmethod
+    def publish(self, tenant: str, group: str, batch: bytes, first_seq: int, last_seq: int) -> None: ...
+
+
+class ControlLog(ABC):
+    @abstractmethod
+    def ensure(self, tenant: str) -> None: ...
+
+    @abstractmethod
+    def append(self, tenant: str, group: str, event: dict) -> None: ...
+
+    @abstractmethod
+    def replay(self, tenant: str) -> list[dict]: ...

@@ -1,0 +1,122 @@
+"""Kafka adapters for the writes and control logs (confluent-kafka).
+
+One idempotent ``acks=all`` producer (shared.bus.kafka.Producer) serves both
+logs. Topic auto-creation is off on the broker, so ``ensure`` creates topics
+explicitly: writes with several partitions (key = group keeps a group's
+order), control as one compacted partition (replay order = append order).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+
+from services.ingest.bus.base import BusUnavailable, ControlLog, WritesLog, control_key
+from shared.bus.kafka import BusError, Producer, consumer, ensure_topics
+from shared.tenancy import control_topic, writes_topic
+
+log = logging.getLogger(__name__)
+
+
+def _ensure(bootstrap: str, topic: str, **kw) -> None:
+    try:
+        ensure_topics(bootstrap, [topic], **kw)
+    except BusUnavailable:
+        raise
+    except (BusError, KafkaException) as err:
+        # A broker that cannot create topics is, for the agent, a broker that
+        # is not available: it should retry, not give up.
+        raise BusUnavailable(f"cannot create {topic}: {err}") from err
+
+
+class KafkaWritesLog(WritesLog):
+    def __init__(self, bootstrap: str, producer: Producer, partitions: int = 3, replication: int = 1,
+                 timeout: float = 20.0) -> None:
+        self.bootstrap, self.producer = bootstrap, producer
+        self.partitions, self.replication, self.timeout = partitions, replication, timeout
+        self._ensured: set[str] = set()
+
+    def ensure(self, tenant: str) -> None:
+        topic = writes_topic(tenant)
+        if topic not in self._ensured:
+            _ensure(self.bootstrap, topic, partitions=self.partitions, replication=self.replication,
+                    timeout=self.timeout)
+            self._ensured.add(topic)
+
+    def publish(self, tenant: str, group: str, batch: bytes, first_seq: int, last_seq: int) -> None:
+        headers = [("first_seq", str(first_seq).encode()), ("last_seq", str(last_seq).encode())]
+        self.producer.send_sync(writes_topic(tenant), batch, key=group.encode(), headers=headers,
+                                timeout=self.timeout)
+
+
+class KafkaControlLog(ControlLog):
+    def __init__(self, bootstrap: str, producer: Producer, replication: int = 1, timeout: float = 20.0) -> None:
+        self.bootstrap, self.producer = bootstrap, producer
+        self.replication, self.timeout = replication, timeout
+        self._ensured: set[str] = set()
+
+    def ensure(self, tenant: str) -> None:
+        topic = control_topic(tenant)
+        if topic not in self._ensured:
+            _ensure(self.bootstrap, topic, partitions=1, replication=self.replication,
+                    config={"cleanup.policy": "compact"}, timeout=self.timeout)
+            self._ensured.add(topic)
+
+    def append(self, tenant: str, group: str, event: dict) -> None:
+        value = json.dumps(event, separators=(",", ":")).encode()
+        self.producer.send_sync(control_topic(tenant), value, key=control_key(group), timeout=self.timeout)
+
+    def replay(self, tenant: str) -> list[dict]:
+        topic = control_topic(tenant)
+        # A throwaway group id: replay never commits and must not share
+        # offsets with anyone.
+        c = consumer(self.bootstrap, f"dialback-ingest-replay-{uuid.uuid4().hex}", **{"enable.partition.eof": True})
+        try:
+            return self._replay(c, topic)
+        except KafkaException as err:
+            raise BusUnavailable(f"cannot replay {topic}: {err}") from err
+        finally:
+            c.close()
+
+    def _replay(self, c, topic: str) -> list[dict]:
+        md = c.list_topics(topic, timeout=self.timeout)
+        tmd = md.topics.get(topic)
+        if tmd is None or tmd.error is not None:
+            if tmd is not None and tmd.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise BusUnavailable(f"cannot read {topic}: {tmd.error}")
+            return []
+        ends: dict[int, int] = {}
+        for p in tmd.partitions:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=self.timeout)
+            if hi > lo:
+                ends[p] = hi
+        if not ends:
+            return []
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        events: list[dict] = []
+        deadline = time.monotonic() + self.timeout
+        while ends:
+            if time.monotonic() > deadline:
+                raise BusUnavailable(f"replay of {topic} did not reach the end within {self.timeout:.0f}s")
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            p = msg.partition()
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    # Compaction can remove the last offsets; EOF means we saw all there is.
+                    ends.pop(p, None)
+                    continue
+                raise BusUnavailable(f"cannot read {topic}: {msg.error()}")
+            if p in ends and msg.offset() < ends[p]:
+                try:
+                    events.append(json.loads(msg.value()))
+                except ValueError:
+                    log.error("%s offset %d: not JSON, ignored", topic, msg.offset())
+                if msg.offset() + 1 >= ends[p]:
+                    ends.pop(p)
+        return events

@@ -1,0 +1,23 @@
+"""Ingest settings, from DIALBACK_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.auth import default_tenants_file
+from shared.config import CommonSettings
+
+
+class IngestSettings(CommonSettings):
+    ingest_host: str = Field("127.0.0.1", description="bind address (loopback unless fronted by a proxy)")
+    ingest_port: int = Field(8470, ge=0, le=65535, description="HTTP port")
+    tenants_file: Path | None = Field(None, description="tenants file; default $DIALBACK_HOME/tenants.json")
+    writes_partitions: int = Field(3, ge=1, description="partitions of a new dialback.<tenant>.writes topic")
+    replication: int = Field(1, ge=1, description="replication factor of new topics")
+    produce_timeout_s: float = Field(10.0, gt=0, description="give up on a Kafka acknowledgement after this")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503")
+
+    def resolved_tenants_file(self) -> Path:
+        return self.tenants_file or default_tenants_file()

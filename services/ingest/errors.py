@@ -1,0 +1,69 @@
+"""Ingest's errors. Each names what is wrong and, where it can, what to do.
+
+``reason`` is a short stable label used in metrics; routes map classes to
+HTTP statuses (services.ingest.api.errors).
+"""
+
+from __future__ import annotations
+
+from shared.errors import DialbackError
+
+
+class IngestError(DialbackError):
+    reason = "error"
+
+    def __init__(self, message: str, *, records: int = 0) -> None:
+        super().__init__(message)
+        self.records = records  # records decoded before refusing, for metrics
+
+
+class InvalidRegistration(IngestError):
+    reason = "invalid_registration"
+
+
+class GroupConflict(IngestError):
+    """The group or one of its volumes is already registered differently."""
+
+    reason = "conflict"
+
+
+class UnknownGroup(IngestError):
+    """Unknown group, or another tenant's: deliberately indistinguishable."""
+
+    reason = "unknown_group"
+
+
+class BatchTooLarge(IngestError):
+    reason = "too_large"
+
+
+class MalformedBatch(IngestError):
+    """Frame decoding failed (truncated, bad CRC, bad header, ...)."""
+
+    reason = "malformed"
+
+
+class BadSequence(IngestError):
+    """Records inside the batch are not ascending and gap-free, or time runs backwards."""
+
+    reason = "bad_sequence"
+
+
+class ForeignVolume(IngestError):
+    """A record names a volume outside the group, or writes past its end."""
+
+    reason = "foreign_volume"
+
+
+class SequenceGap(IngestError):
+    reason = "gap"
+
+    def __init__(self, message: str, *, expected: int, records: int = 0) -> None:
+        super().__init__(message, records=records)
+        self.expected = expected
+
+
+class IngestUnavailable(IngestError):
+    """Kafka did not take the batch; nothing was acknowledged."""
+
+    reason = "unavailable"

@@ -1,0 +1,164 @@
+"""Ingest's application layer: registration, batches, state, serialization.
+
+Concurrency: one asyncio.Lock per tenant guards loading the tenant's state
+and registering groups (volume ids are unique across a tenant's groups); one
+asyncio.Lock per group serializes batches, so two concurrent posts cannot
+both pass the continuity check. Blocking Kafka calls run in worker threads.
+
+Durability: a batch is acknowledged (and ``acked_through`` advanced in
+memory) only after the writes log AND the control log acknowledged. If
+either fails, the caller gets IngestUnavailable and the state is unchanged;
+the agent resends, and a batch that did reach the writes log lands twice,
+which retention tolerates (data-path.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from services.ingest.batches import Plan, plan_batch
+from services.ingest.bus import BusUnavailable, ControlLog, WritesLog
+from services.ingest.errors import GroupConflict, IngestUnavailable, InvalidRegistration, UnknownGroup
+from services.ingest.metrics import IngestMetrics
+from services.ingest.state import GroupState, TenantState, acked_event, registered_event
+from shared.errors import InvalidName
+from shared.tenancy import check_volume
+
+log = logging.getLogger(__name__)
+
+MAX_VOLUMES = 64
+
+
+def check_group_id(group: str) -> str | None:
+    """The group id if valid, else None (callers answer 404: nothing to infer)."""
+    try:
+        return check_volume(group)
+    except InvalidName:
+        return None
+
+
+def parse_volumes(volumes: list[dict] | object) -> dict[str, int]:
+    if not isinstance(volumes, list) or not volumes:
+        raise InvalidRegistration('"volumes" must be a non-empty list of {"volume": id, "size": bytes}')
+    if len(volumes) > MAX_VOLUMES:
+        raise InvalidRegistration(f"a group holds at most {MAX_VOLUMES} volumes, got {len(volumes)}")
+    out: dict[str, int] = {}
+    for v in volumes:
+        try:
+            name, size = check_volume(v["volume"]), v["size"]
+        except InvalidName as err:
+            raise InvalidRegistration(str(err)) from err
+        except (KeyError, TypeError) as err:
+            raise InvalidRegistration(f'each volume needs "volume" and "size"; got {v!r}') from err
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise InvalidRegistration(f"volume {name!r}: size must be a positive number of bytes, got {size!r}")
+        if name in out:
+            raise InvalidRegistration(f"volume {name!r} is listed twice")
+        out[name] = size
+    return out
+
+
+class IngestService:
+    def __init__(self, writes: WritesLog, control: ControlLog, metrics: IngestMetrics | None = None) -> None:
+        self.writes, self.control = writes, control
+        self.metrics = metrics or IngestMetrics()
+        self._tenants: dict[str, TenantState] = {}
+        self._tenant_locks: dict[str, asyncio.Lock] = {}
+        self._group_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    # -- state ---------------------------------------------------------------
+
+    def _load_blocking(self, tenant: str) -> TenantState:
+        self.writes.ensure(tenant)
+        self.control.ensure(tenant)
+        return TenantState.replay(self.control.replay(tenant))
+
+    async def tenant(self, tenant: str) -> TenantState:
+        """The tenant's state, replayed from its control log on first use."""
+        st = self._tenants.get(tenant)
+        if st is not None:
+            return st
+        async with self._tenant_locks.setdefault(tenant, asyncio.Lock()):
+            st = self._tenants.get(tenant)
+            if st is None:
+                try:
+                    st = await asyncio.to_thread(self._load_blocking, tenant)
+                except BusUnavailable as err:
+                    raise IngestUnavailable(f"cannot load state from Kafka: {err}") from err
+                self._tenants[tenant] = st
+                log.info("tenant %s: %d groups replayed", tenant, len(st.groups))
+        return st
+
+    async def preload(self, tenants: list[str]) -> None:
+        """Load known tenants at startup; a failure is logged and retried on first use."""
+        for t in tenants:
+            try:
+                await self.tenant(t)
+            except IngestUnavailable as err:
+                log.warning("tenant %s not loaded at startup (%s); will retry on first request", t, err)
+
+    # -- groups --------------------------------------------------------------
+
+    async def get_group(self, tenant: str, group: str) -> GroupState:
+        st = await self.tenant(tenant)
+        gs = st.groups.get(group) if check_group_id(group) else None
+        if gs is None:
+            raise UnknownGroup(f"group {group!r} not found; register it with PUT /v1/groups/{group}")
+        return gs
+
+    async def register_group(self, tenant: str, group: str, volumes: object) -> tuple[GroupState, bool]:
+        """Register (idempotent). Returns (state, created)."""
+        if check_group_id(group) is None:
+            raise InvalidRegistration(f"group id {group!r} is invalid: use 1-64 characters A-Z a-z 0-9 . _ -")
+        wanted = parse_volumes(volumes)
+        st = await self.tenant(tenant)
+        async with self._tenant_locks.setdefault(tenant, asyncio.Lock()):
+            old = st.groups.get(group)
+            if old is not None:
+                if old.volumes == wanted:
+                    return old, False
+                raise GroupConflict(
+                    f"group {group!r} is already registered with volumes {old.volumes_list()}; "
+                    "a group's volumes cannot change - register a new group"
+                )
+            for v in wanted:
+                if v in st.volume_owner:
+                    raise GroupConflict(f"volume {v!r} already belongs to group {st.volume_owner[v]!r}")
+            new = GroupState(group, wanted)
+            await self._append_control(tenant, new, registered_event(new))
+            st.put(new)
+            return new, True
+
+    # -- batches -------------------------------------------------------------
+
+    async def accept_batch(self, tenant: str, group: str, body: bytes) -> tuple[int, Plan]:
+        """Validate, produce and acknowledge one batch; returns (acked_through, plan)."""
+        await self.get_group(tenant, group)
+        st = self._tenants[tenant]
+        async with self._group_locks.setdefault((tenant, group), asyncio.Lock()):
+            gs = st.groups[group]  # re-read under the lock: a previous batch may have advanced it
+            plan = await asyncio.to_thread(plan_batch, body, gs)
+            if plan.data is None:
+                return gs.acked_through, plan
+            t0 = time.perf_counter()
+            try:
+                await asyncio.to_thread(self.writes.publish, tenant, group, plan.data, plan.first_seq, plan.last_seq)
+            except BusUnavailable as err:
+                raise IngestUnavailable(f"Kafka did not take the batch: {err}") from err
+            finally:
+                self.metrics.produce_seconds.labels("writes").observe(time.perf_counter() - t0)
+            new = gs.acked(plan.last_seq, plan.last_timestamp_ns)
+            await self._append_control(tenant, new, acked_event(new))
+            st.put(new)
+            return new.acked_through, plan
+
+    async def _append_control(self, tenant: str, state: GroupState, event: dict) -> None:
+        t0 = time.perf_counter()
+        try:
+            await asyncio.to_thread(self.control.append, tenant, state.group, event)
+        except BusUnavailable as err:
+            raise IngestUnavailable(f"Kafka did not take the control event: {err}") from err
+        finally:
+            self.metrics.produce_seconds.labels("control").observe(time.perf_counter() - t0)

@@ -1,0 +1,94 @@
+"""Ingest's state per tenant: registered groups and what has been acked.
+
+The state is a fold over the tenant's control log. Every event carries the
+whole state of its group (volumes included) because the control topic is
+compacted per key ``group/<group>``: after compaction only a group's latest
+event is guaranteed to survive, and that one alone must rebuild the group.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+
+log = logging.getLogger(__name__)
+
+GROUP_REGISTERED = "GroupRegistered"
+BATCH_ACKED = "BatchAcked"
+
+
+@dataclass(frozen=True)
+class GroupState:
+    group: str
+    volumes: dict[str, int]  # volume id -> size in bytes, in registration order
+    acked_through: int = 0
+    last_timestamp_ns: int = 0
+
+    def volumes_list(self) -> list[dict]:
+        return [{"volume": v, "size": s} for v, s in self.volumes.items()]
+
+    def acked(self, last_seq: int, last_ts: int) -> "GroupState":
+        return replace(self, acked_through=last_seq, last_timestamp_ns=max(self.last_timestamp_ns, last_ts))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def registered_event(state: GroupState) -> dict:
+    return {"type": GROUP_REGISTERED, "group": state.group, "volumes": state.volumes_list(), "time": _now()}
+
+
+def acked_event(state: GroupState) -> dict:
+    return {
+        "type": BATCH_ACKED,
+        "group": state.group,
+        "acked_through": state.acked_through,
+        # Not required by data-path.md; carried so one surviving event rebuilds the group.
+        "volumes": state.volumes_list(),
+        "last_timestamp_ns": state.last_timestamp_ns,
+        "time": _now(),
+    }
+
+
+@dataclass
+class TenantState:
+    groups: dict[str, GroupState] = field(default_factory=dict)
+    volume_owner: dict[str, str] = field(default_factory=dict)
+
+    def put(self, state: GroupState) -> None:
+        self.groups[state.group] = state
+        for v in state.volumes:
+            self.volume_owner[v] = state.group
+
+    def apply(self, event: dict) -> None:
+        """Fold one control event in; unknown or damaged events are logged and skipped."""
+        try:
+            kind, group = event["type"], event["group"]
+            old = self.groups.get(group)
+            if "volumes" in event:
+                volumes = {str(v["volume"]): int(v["size"]) for v in event["volumes"]}
+            elif old is not None:
+                volumes = old.volumes
+            else:
+                raise KeyError("volumes")
+            acked = old.acked_through if old else 0
+            last_ts = old.last_timestamp_ns if old else 0
+            if kind == BATCH_ACKED:
+                acked = max(acked, int(event["acked_through"]))
+                last_ts = max(last_ts, int(event.get("last_timestamp_ns", 0)))
+            elif kind != GROUP_REGISTERED:
+                log.warning("control event of unknown type %r for group %r ignored", kind, group)
+                return
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            log.error("damaged control event %r ignored: %r", event, err)
+            return
+        self.put(GroupState(group, volumes, acked, last_ts))
+
+    @classmethod
+    def replay(cls, events: list[dict]) -> "TenantState":
+        st = cls()
+        for ev in events:
+            st.apply(ev)
+        return st
