@@ -1,0 +1,75 @@
+"""Agent settings, from DIALBACK_AGENT_* environment variables or the CLI.
+
+Example: DIALBACK_AGENT_INGEST=http://127.0.0.1:8080
+DIALBACK_AGENT_TOKEN=... DIALBACK_AGENT_GROUP=web DIALBACK_AGENT_VOLUMES="disk0=/dev/sdb,disk1=/srv/d1.img"
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from shared.config import CommonSettings, default_home
+from shared.tenancy import check_volume
+
+
+def parse_volumes(spec: str | list[str]) -> dict[str, Path]:
+    """'a=/p1,b=/p2' or ['a=/p1', 'b=/p2'] -> {'a': Path('/p1'), ...}."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: dict[str, Path] = {}
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ValueError(f"volume {item!r} must look like NAME=PATH (for example disk0=/dev/sdb)")
+        check_volume(name)
+        if name in out:
+            raise ValueError(f"volume {name!r} is given twice")
+        out[name] = Path(path)
+    return out
+
+
+class AgentSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="DIALBACK_AGENT_", extra="ignore")
+
+    ingest: str = Field("http://127.0.0.1:8080", description="ingest base URL")
+    token: SecretStr = Field(SecretStr(""), description="tenant bearer token for ingest")
+    group: str = Field("default", description="protection (consistency) group id")
+    volumes: str = Field("", description="NAME=PATH[,NAME=PATH...] exported over NBD and protected")
+    spool_dir: Path = Field(default_factory=lambda: default_home() / "agent" / "spool")
+    nbd_host: str = "127.0.0.1"
+    nbd_port: int = 10809
+    control_host: str = "127.0.0.1"
+    control_port: int = 7450
+    bandwidth: int | None = Field(None, description="shipping limit in bytes/s (none: unlimited)")
+    spool_limit_bytes: int = Field(8 << 30, description="spool overflow threshold")
+    spool_low_water_bytes: int | None = Field(None, description="resync starts below this (default: limit/4)")
+    sync_pace_bytes: int | None = Field(None, description="sync pauses above this backlog (default: limit/2)")
+    segment_bytes: int = 64 << 20
+    backoff_cap_seconds: float = 10.0
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, v: str) -> str:
+        return check_volume(v)
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, v: str) -> str:
+        parse_volumes(v)
+        return v
+
+    @property
+    def volume_map(self) -> dict[str, Path]:
+        return parse_volumes(self.volumes)
+
+    @property
+    def low_water(self) -> int:
+        return self.spool_low_water_bytes if self.spool_low_water_bytes is not None else self.spool_limit_bytes // 4
+
+    @property
+    def pace(self) -> int:
+        return self.sync_pace_bytes if self.sync_pace_bytes is not None else self.spool_limit_bytes // 2

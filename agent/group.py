@@ -1,0 +1,270 @@
+"""A consistency group: volumes sharing one sequence, one lock, one spool.
+
+Every change goes through :meth:`Group._capture` under ``self.lock``: the
+disk is changed first, then records get the next sequences and a timestamp
+that never decreases, then they are appended to the spool. Holding one lock
+across apply and append makes sequence order equal apply order across all
+volumes of the group, which is what makes a point-in-time consistent.
+
+When the spool passes its size limit the group enters *overflow*: writes
+still reach the disk and are acknowledged, but instead of records only
+dirty chunks are remembered; :mod:`agent.sync` copies them again later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from agent.dirty import DirtyMap
+from agent.disk import Disk
+from agent.errors import BookmarkError, SpoolError
+from agent.spool import Spool
+from shared.frames import Kind, Record
+
+log = logging.getLogger(__name__)
+
+PIECE = 256 << 10  # largest DATA record payload; also the dirty-chunk and sync-chunk size
+RESERVED_PREFIX = "dialback."
+INITIAL_SYNC_BOOKMARK = "dialback.initial-sync-complete"
+ALARM_OVERFLOW = "spool_overflow"
+
+
+class Group:
+    def __init__(self, name: str, disks: dict[str, Disk], spool: Spool, spool_limit: int, low_water: int):
+        self.name = name
+        self.disks = disks
+        self.spool = spool
+        self.spool_limit = spool_limit
+        self.low_water = low_water
+        self.lock = threading.Lock()
+        self.alarms: dict[str, str] = {}
+        self.overflow = False
+        self.dirty = {v: DirtyMap(d.size, PIECE) for v, d in disks.items()}
+        self.overflow_since_ns: int | None = None
+        self.sync_progress = {v: 0 for v in disks}
+        self.registered = threading.Event()
+        if spool.state.registered:
+            self.registered.set()
+        if spool.state.needs_resync:
+            # A restart during overflow lost the dirty map: copy everything.
+            log.warning("group %s: spool overflowed before the restart; resyncing every volume", name)
+            for dm in self.dirty.values():
+                dm.mark_all()
+
+    @property
+    def state(self):
+        return self.spool.state
+
+    @property
+    def bookmark_volume(self) -> str:
+        """Bookmarks belong to the group; the record names its first volume."""
+        return sorted(self.disks)[0]
+
+    # -- capture -------------------------------------------------------------
+    def _capture(self, volume: str, offset: int, length: int, apply, make) -> None:
+        """Apply a change to the disk, then spool its records (or mark it dirty)."""
+        with self.lock:
+            apply()
+            if not self.overflow:
+                try:
+                    self._append(make)
+                except (OSError, SpoolError) as err:
+                    self._enter_overflow(f"cannot append to the spool: {err}")
+            if self.overflow:
+                self.dirty[volume].mark(offset, length)
+            elif self.spool.disk_bytes() > self.spool_limit:
+                self._enter_overflow(f"spool holds more than its limit of {self.spool_limit} bytes")
+
+    def _append(self, make) -> tuple[int, int]:
+        """Under the lock: number records produced by make(seq, ts) and spool them."""
+        seq = self.spool.last_seq + 1
+        ts = max(time.time_ns(), self.spool.last_ts)
+        records = make(seq, ts)
+        self.spool.append(records)
+        return records[-1].sequence, ts
+
+    def write(self, volume: str, offset: int, data: bytes) -> None:
+        disk = self.disks[volume]
+
+        def make(seq: int, ts: int) -> list[Record]:
+            view = memoryview(data)
+            return [Record(volume, seq + i, ts, offset + pos, len(view[pos:pos + PIECE]), Kind.DATA,
+                           payload=view[pos:pos + PIECE])
+                    for i, pos in enumerate(range(0, len(data), PIECE))] or []
+
+        if not data:
+            return
+        self._capture(volume, offset, len(data), lambda: disk.write(offset, data), make)
+
+    def _ranged(self, volume: str, offset: int, length: int, kind: Kind, punch: bool) -> None:
+        disk = self.disks[volume]
+        if length <= 0:
+            return
+        self._capture(volume, offset, length, lambda: disk.zero(offset, length, punch),
+                      lambda seq, ts: [Record(volume, seq, ts, offset, length, kind)])
+
+    def trim(self, volume: str, offset: int, length: int) -> None:
+        # The disk is zeroed too, so the disk and a recovered image agree.
+        self._ranged(volume, offset, length, Kind.TRIM, True)
+
+    def zeroes(self, volume: str, offset: int, length: int, no_hole: bool = False) -> None:
+        self._ranged(volume, offset, length, Kind.ZEROES, not no_hole)
+
+    def flush(self) -> None:
+        """Make every acknowledged change durable on the disks and in the spool."""
+        for disk in self.disks.values():
+            disk.sync()
+        self.spool.sync()
+
+    # -- sync support ---------------------------------------------------------
+    def copy_region(self, volume: str, offset: int, max_len: int) -> int:
+        """Spool the current content of a region as DATA or ZEROES records.
+
+        Reads under the lock so no write slips between the read and the
+        sequence. Holes and all-zero chunks become one ZEROES record, so a
+        sparse disk is cheap. Returns how many bytes were covered.
+        """
+        disk = self.disks[volume]
+        end = min(offset + max_len, disk.size)
+        if offset >= end:
+            return 0
+        with self.lock:
+            if self.overflow:
+                return 0
+            data_at = disk.next_data(offset)
+            if data_at > offset:
+                length = min(data_at, end) - offset
+                self._append(lambda seq, ts: [Record(volume, seq, ts, offset, length, Kind.ZEROES)])
+                return length
+            length = min(PIECE, end - offset)
+            data = disk.read(offset, length)
+            if data.count(0) == length:
+                self._append(lambda seq, ts: [Record(volume, seq, ts, offset, length, Kind.ZEROES)])
+            else:
+                self._append(lambda seq, ts: [Record(volume, seq, ts, offset, length, Kind.DATA, payload=data)])
+            return length
+
+    def resync_chunk(self, volume: str, index: int) -> bool:
+        """Copy one dirty chunk whole and clear its bit, atomically w.r.t. writes."""
+        disk = self.disks[volume]
+        offset = index * PIECE
+        length = min(PIECE, disk.size - offset)
+        with self.lock:
+            if self.overflow:
+                return False
+            data = disk.read(offset, length)
+            if data.count(0) == length:
+                self._append(lambda seq, ts: [Record(volume, seq, ts, offset, length, Kind.ZEROES)])
+            else:
+                self._append(lambda seq, ts: [Record(volume, seq, ts, offset, length, Kind.DATA, payload=data)])
+            self.dirty[volume].clear(index)
+            return True
+
+    def _enter_overflow(self, why: str) -> None:
+        self.overflow = True
+        self.overflow_since_ns = self.overflow_since_ns or time.time_ns()
+        msg = (f"{why}; writes are still served but only tracked as dirty regions. Points from now until "
+               "the resync completes are not consistent. Check the link to ingest or raise the spool limit.")
+        self.alarms[ALARM_OVERFLOW] = msg
+        log.error("group %s: %s", self.name, msg)
+        self.state.needs_resync = True
+        try:
+            self.spool.save_state()
+        except OSError:
+            log.exception("group %s: cannot save spool state", self.name)
+
+    def leave_overflow_if_drained(self) -> bool:
+        """Start the resync phase once the spool is below the low watermark."""
+        with self.lock:
+            if self.overflow and self.spool.pending()[1] <= self.low_water:
+                self.overflow = False
+                log.warning("group %s: spool drained below %d bytes; resyncing dirty regions", self.name, self.low_water)
+                return True
+            return False
+
+    def resync_finished(self) -> None:
+        with self.lock:
+            if self.overflow or any(len(d) for d in self.dirty.values()) or not self.state.needs_resync:
+                return
+            self.state.needs_resync = False
+            name = f"{RESERVED_PREFIX}resync-complete.{self.spool.last_seq + 1}"
+            self._bookmark_locked(name)
+            self.alarms.pop(ALARM_OVERFLOW, None)
+            self.overflow_since_ns = None
+            log.warning("group %s: resync complete; points from now on are consistent again", self.name)
+
+    # -- bookmarks -----------------------------------------------------------
+    def check_bookmark_name(self, name: str, internal: bool = False) -> None:
+        """Refuse a bad name before any freeze happens."""
+        if not name or len(name.encode()) > 200 or not name.isprintable():
+            raise BookmarkError("bookmark names must be 1-200 printable characters")
+        if name.startswith(RESERVED_PREFIX) and not internal:
+            raise BookmarkError(f"bookmark names starting with {RESERVED_PREFIX!r} are reserved for Dialback")
+        if name in self.state.bookmarks:
+            raise BookmarkError(f"group {self.name} already has a bookmark named {name!r}; pick another name")
+
+    def bookmark(self, name: str, internal: bool = False) -> tuple[int, int]:
+        """Append a BOOKMARK record, ordered with writes; returns (sequence, timestamp_ns)."""
+        self.check_bookmark_name(name, internal)
+        with self.lock:
+            if not internal:
+                if name in self.state.bookmarks:
+                    raise BookmarkError(f"group {self.name} already has a bookmark named {name!r}; pick another name")
+                if not self.state.initial_sync_complete:
+                    raise BookmarkError("the initial sync has not finished, so this point could not be recovered; "
+                                        "retry once `dialback agent status` shows the sync complete")
+                if self.overflow or self.state.needs_resync:
+                    raise BookmarkError("the spool overflowed and the resync has not finished, so this point "
+                                        "would not be consistent; retry after the resync")
+            return self._bookmark_locked(name)
+
+    def _bookmark_locked(self, name: str) -> tuple[int, int]:
+        vol = self.bookmark_volume
+        seq, ts = self._append(lambda s, t: [Record(vol, s, t, 0, 0, Kind.BOOKMARK, payload=name.encode())])
+        self.state.bookmarks.append(name)
+        if name == INITIAL_SYNC_BOOKMARK:
+            self.state.initial_sync_complete = True
+        self.spool.save_state()
+        return seq, ts
+
+    def rpo_seconds(self) -> float:
+        """Now minus the time of the oldest write not yet acknowledged by ingest."""
+        oldest = None
+        st = self.state
+        if st.last_seq > st.acked_through:
+            oldest = self.spool.timestamp_of(st.acked_through + 1)
+        if self.overflow_since_ns is not None:
+            oldest = min(oldest or self.overflow_since_ns, self.overflow_since_ns)
+        return 0.0 if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9)
+
+    def close(self) -> None:
+        self.spool.close()
+        for disk in self.disks.values():
+            disk.close()
+
+
+class VolumeExport:
+    """The NBD server's view of one volume of a group."""
+
+    def __init__(self, group: Group, volume: str):
+        self.group = group
+        self.name = volume
+        self.disk = group.disks[volume]
+        self.size = self.disk.size
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self.disk.read(offset, length)
+
+    def write(self, offset: int, data: bytes) -> None:
+        self.group.write(self.name, offset, data)
+
+    def trim(self, offset: int, length: int) -> None:
+        self.group.trim(self.name, offset, length)
+
+    def zeroes(self, offset: int, length: int, no_hole: bool) -> None:
+        self.group.zeroes(self.name, offset, length, no_hole)
+
+    def flush(self) -> None:
+        self.group.flush()

@@ -1,0 +1,1 @@
+"""NBD (network block device) server and client used by the data tap."""

@@ -1,0 +1,197 @@
+"""The agent process: NBD tap, sync, shipper and control API on one event loop.
+
+In-process use (tests, benches)::
+
+    handle = AgentThread(AgentSettings(...)).start()   # returns once serving
+    ... handle.agent.nbd_port, handle.agent.control_port ...
+    handle.stop()
+
+Foreground use: :func:`run_agent` (what ``dialback protect`` calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+
+import httpx
+import uvicorn
+
+from agent.config import AgentSettings
+from agent.control import create_app
+from agent.disk import Disk
+from agent.group import Group, VolumeExport
+from agent.metrics import make_registry
+from agent.nbd.server import NbdServer
+from agent.shipper import Shipper
+from agent.spool import Spool
+from agent.sync import Syncer
+
+log = logging.getLogger(__name__)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the agent decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, transport: httpx.AsyncBaseTransport | None = None):
+        self.settings = settings
+        self.transport = transport
+        self.groups: dict[str, Group] = {}
+        self.shippers: dict[str, Shipper] = {}
+        self.syncers: dict[str, Syncer] = {}
+        self.registry = make_registry(self)
+        self.nbd: NbdServer | None = None
+        self.nbd_port: int | None = None
+        self.control_port: int | None = None
+
+    def open(self) -> None:
+        s = self.settings
+        volumes = s.volume_map
+        if not volumes:
+            raise ValueError("no volumes to protect: pass --volume NAME=PATH (or set DIALBACK_AGENT_VOLUMES)")
+        disks = {name: Disk(name, path) for name, path in volumes.items()}
+        spool = Spool(s.spool_dir / s.group, segment_bytes=s.segment_bytes)
+        group = Group(s.group, disks, spool, s.spool_limit_bytes, s.low_water)
+        if group.state.initial_sync_complete:
+            group.sync_progress = {v: d.size for v, d in disks.items()}
+        self.groups[s.group] = group
+        self.shippers[s.group] = Shipper(group, s.ingest, s.token.get_secret_value(), s.bandwidth,
+                                         transport=self.transport, backoff_cap=s.backoff_cap_seconds)
+        self.syncers[s.group] = Syncer(group, s.pace)
+
+    async def run(self, stop: asyncio.Event, ready: threading.Event | None = None) -> None:
+        s = self.settings
+        self.open()
+        exports = {v: VolumeExport(g, v) for g in self.groups.values() for v in g.disks}
+        self.nbd = NbdServer(exports, s.nbd_host, s.nbd_port)
+        server = _Uvicorn(uvicorn.Config(create_app(self), host=s.control_host, port=s.control_port,
+                                         log_level="warning", lifespan="off"))
+        tasks = []
+        try:
+            self.nbd_port = await self.nbd.start()
+            serve = asyncio.create_task(server.serve())
+            while not server.started:
+                if serve.done():
+                    serve.result()  # raises why the control API could not start (port taken...)
+                    raise RuntimeError("control API stopped during startup")
+                await asyncio.sleep(0.01)
+            self.control_port = server.servers[0].sockets[0].getsockname()[1]
+            tasks = [serve] + [asyncio.create_task(sh.run(stop)) for sh in self.shippers.values()]
+            for syncer in self.syncers.values():
+                syncer.start()
+            log.info("agent serving: NBD %s:%d, control http://%s:%d", s.nbd_host, self.nbd_port,
+                     s.control_host, self.control_port)
+            if ready is not None:
+                ready.set()
+            await stop.wait()
+        finally:
+            server.should_exit = True
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for syncer in self.syncers.values():
+                await asyncio.to_thread(syncer.close)
+            await self.nbd.close()
+            for group in self.groups.values():
+                group.flush()
+                group.close()
+
+    def status(self) -> dict:
+        groups = {}
+        for name, g in self.groups.items():
+            records, pending = g.spool.pending()
+            total = sum(d.size for d in g.disks.values()) or 1
+            shipper = self.shippers.get(name)
+            groups[name] = {
+                "volumes": [{"volume": v, "path": str(d.path), "size": d.size,
+                             "synced_bytes": g.sync_progress.get(v, 0), "dirty_chunks": len(g.dirty[v])}
+                            for v, d in sorted(g.disks.items())],
+                "registered": g.registered.is_set(),
+                "acked_through": g.state.acked_through,
+                "last_sequence": g.spool.last_seq,
+                "rpo_seconds": round(g.rpo_seconds(), 3),
+                "spool_records": records,
+                "spool_bytes": pending,
+                "spool_disk_bytes": g.spool.disk_bytes(),
+                "initial_sync_complete": g.state.initial_sync_complete,
+                "sync_progress": 1.0 if g.state.initial_sync_complete else round(sum(g.sync_progress.values()) / total, 4),
+                "overflow": g.overflow,
+                "resync_pending": g.state.needs_resync,
+                "shipped_bytes": shipper.shipped_bytes if shipper else 0,
+                "ingest_connected": shipper.connected if shipper else False,
+                "alarms": dict(g.alarms),
+            }
+        return {"groups": groups,
+                "nbd": {"host": self.settings.nbd_host, "port": self.nbd_port,
+                        "exports": sorted(v for g in self.groups.values() for v in g.disks)},
+                "control_port": self.control_port}
+
+
+def run_agent(settings: AgentSettings) -> None:
+    """Run in the foreground until SIGINT/SIGTERM."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await Agent(settings).run(stop)
+
+    asyncio.run(main())
+
+
+class AgentThread:
+    """An agent on a background thread with its own event loop."""
+
+    def __init__(self, settings: AgentSettings, transport: httpx.AsyncBaseTransport | None = None):
+        self.agent = Agent(settings, transport)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="dialback-agent", daemon=True)
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            await self.agent.run(self._stop, self._ready)
+
+        try:
+            asyncio.run(main())
+        except BaseException as err:  # surfaced by start()/stop()
+            self._error = err
+            self._ready.set()
+
+    def start(self, timeout: float = 30.0) -> "AgentThread":
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("agent did not start in time")
+        if self._error:
+            raise self._error
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        if self._error:
+            raise self._error
+
+    @property
+    def group(self) -> Group:
+        return next(iter(self.agent.groups.values()))
+
+    def __enter__(self) -> "AgentThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

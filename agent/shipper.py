@@ -1,0 +1,175 @@
+"""Ships spooled records to ingest and trims the spool on acknowledgement.
+
+Contract: docs/data-path.md ("Agent → ingest"). Records leave in sequence
+order from ``acked_through + 1`` in v1 batches of at most MAX_BATCH_BYTES,
+DATA payloads zstd-compressed when that is smaller. Connection errors, 5xx
+and 429 are retried with capped exponential backoff, forever: the spool is
+what makes an outage lose nothing. A 409 moves the cursor to the sequence
+ingest expects when the spool still holds it; otherwise an alarm is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import httpx
+
+from agent.group import Group
+from shared.frames import HEADER_SIZE, MAX_BATCH_BYTES, Kind, Record, data_record, encode_batch, record_size
+
+log = logging.getLogger(__name__)
+
+ALARM_SHIP = "shipping"
+ALARM_GAP = "ingest_gap"
+CONTENT_TYPE = "application/x-dialback-batch"
+
+
+def build_batch(group: Group, first: int, max_bytes: int = MAX_BATCH_BYTES) -> tuple[bytes, int] | None:
+    """Encode records first.. into one batch; returns (body, last sequence) or None."""
+    records = group.spool.read(first, 2 * max_bytes)
+    out: list[Record] = []
+    size = HEADER_SIZE
+    for rec in records:
+        if rec.kind == Kind.DATA:
+            rec = data_record(rec.volume, rec.sequence, rec.timestamp_ns, rec.offset, rec.payload, compress=True)
+        n = record_size(rec)
+        if out and size + n > max_bytes:
+            break
+        out.append(rec)
+        size += n
+    if not out:
+        return None
+    return encode_batch(out), out[-1].sequence
+
+
+class Shipper:
+    def __init__(self, group: Group, ingest_url: str, token: str, bandwidth: int | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None, backoff_start: float = 0.2,
+                 backoff_cap: float = 10.0, poll: float = 0.02):
+        self.group = group
+        self.ingest_url = ingest_url.rstrip("/")
+        self.token = token
+        self.bandwidth = bandwidth
+        self.transport = transport
+        self.backoff_start = backoff_start
+        self.backoff_cap = backoff_cap
+        self.poll = poll
+        self.shipped_bytes = 0
+        self.shipped_batches = 0
+        self.connected = False
+        self._delay = backoff_start
+        self._ready_at = 0.0
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.ingest_url, transport=self.transport, timeout=30.0,
+                                 headers={"Authorization": f"Bearer {self.token}"})
+
+    async def _backoff(self, stop: asyncio.Event, alarm: str | None = None, message: str = "") -> None:
+        self.connected = False
+        if alarm:
+            self.group.alarms[alarm] = message
+            log.warning("group %s: %s (retry in %.1fs)", self.group.name, message, self._delay)
+        try:
+            await asyncio.wait_for(stop.wait(), self._delay)
+        except asyncio.TimeoutError:
+            pass
+        self._delay = min(self._delay * 2, self.backoff_cap)
+
+    def _ok(self) -> None:
+        self.connected = True
+        self._delay = self.backoff_start
+        self.group.alarms.pop(ALARM_SHIP, None)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with self._client() as client:
+            await self.register(client, stop)
+            while not stop.is_set():
+                if not await self.ship_once(client, stop):
+                    try:
+                        await asyncio.wait_for(stop.wait(), self.poll)
+                    except asyncio.TimeoutError:
+                        pass
+
+    async def register(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
+        g = self.group
+        body = {"volumes": [{"volume": v, "size": d.size} for v, d in sorted(g.disks.items())]}
+        while not stop.is_set():
+            try:
+                resp = await client.put(f"/v1/groups/{g.name}", json=body)
+            except httpx.TransportError as err:
+                await self._backoff(stop, ALARM_SHIP, f"cannot reach ingest at {self.ingest_url} to register: {err}")
+                continue
+            if resp.status_code in (200, 201):
+                self._ok()
+                if not g.state.registered:
+                    g.state.registered = True
+                    await asyncio.to_thread(g.spool.save_state)
+                g.registered.set()
+                log.info("group %s registered with ingest", g.name)
+                return True
+            await self._backoff(stop, ALARM_SHIP, f"ingest refused registration: HTTP {resp.status_code} {resp.text[:300]}")
+        return False
+
+    async def ship_once(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
+        """Send one batch from acked_through + 1; False when there is nothing to send."""
+        g = self.group
+        first = g.state.acked_through + 1
+        if first > g.spool.last_seq:
+            return False
+        built = await asyncio.to_thread(build_batch, g, first)
+        if built is None:
+            await self._backoff(stop, ALARM_GAP, f"spool no longer holds sequence {first}; re-protect the group")
+            return False
+        body, last = built
+        wait = self._ready_at - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        start = time.monotonic()
+        try:
+            resp = await client.post(f"/v1/groups/{g.name}/batches", content=body,
+                                     headers={"Content-Type": CONTENT_TYPE})
+        except httpx.TransportError as err:
+            await self._backoff(stop, ALARM_SHIP, f"cannot reach ingest at {self.ingest_url}: {err}; writes keep spooling")
+            return True
+        if self.bandwidth:
+            self._ready_at = max(self._ready_at, start) + len(body) / self.bandwidth
+        if resp.status_code == 200:
+            acked = int(resp.json()["acked_through"])
+            self.shipped_bytes += len(body)
+            self.shipped_batches += 1
+            self._ok()
+            await asyncio.to_thread(g.spool.ack, acked)
+            return True
+        if resp.status_code == 409:
+            return await self._resend_from(resp, stop)
+        if resp.status_code >= 500 or resp.status_code == 429:
+            await self._backoff(stop, ALARM_SHIP, f"ingest unavailable (HTTP {resp.status_code}); writes keep spooling")
+            return True
+        await self._backoff(stop, ALARM_SHIP,
+                            f"ingest rejected batch {first}-{last}: HTTP {resp.status_code} {resp.text[:300]}")
+        return True
+
+    async def _resend_from(self, resp: httpx.Response, stop: asyncio.Event) -> bool:
+        g = self.group
+        try:
+            expected = int(resp.json()["expected"])
+        except (ValueError, KeyError, TypeError):
+            await self._backoff(stop, ALARM_SHIP, f"ingest answered 409 without 'expected': {resp.text[:300]}")
+            return True
+        if expected > g.spool.last_seq + 1:
+            await self._backoff(stop, ALARM_GAP, f"ingest expects sequence {expected} but this agent only "
+                                                 f"numbered up to {g.spool.last_seq}; the spool was lost or reset")
+            return True
+        if expected - 1 > g.state.acked_through:  # ingest already holds more than we knew
+            await asyncio.to_thread(g.spool.ack, expected - 1)
+            return True
+        if expected < g.spool.first_available():
+            await self._backoff(stop, ALARM_GAP, f"ingest expects sequence {expected} but the spool starts at "
+                                                 f"{g.spool.first_available()}; those records are gone")
+            return True
+        # ingest is behind our acked_through (its state was reset): resend from there
+        g.state.acked_through = expected - 1
+        log.warning("group %s: ingest expects %d, resending from there", g.name, expected)
+        return True

@@ -1,0 +1,296 @@
+"""Durable local spool of captured records, one directory per group.
+
+Segment files ``<first_seq>.seg`` hold entries ``u32 little-endian length |
+v1 batch`` with one record per batch, in gap-free sequence order. The state
+file (:mod:`agent.state`) holds ``acked_through``. Whole segments are
+deleted once every record in them is acknowledged. On open, segments are
+scanned to rebuild an in-memory index (entry offset and timestamp per
+sequence); a torn tail in the newest segment (a crash mid-append) is cut.
+
+Thread-safe: appends (group lock holder), reads and acks (shipper) may run
+on different threads.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import threading
+from array import array
+from pathlib import Path
+
+from agent import state as state_mod
+from agent.errors import SpoolError
+from shared.frames import HEADER_SIZE, FrameError, Record, decode_batch, encode_batch
+
+_LEN = struct.Struct("<I")
+_SEQ_TS = struct.Struct("<QQ")
+DEFAULT_SEGMENT_BYTES = 64 << 20
+
+
+class _Segment:
+    def __init__(self, path: Path, first_seq: int):
+        self.path = path
+        self.first_seq = first_seq
+        self.offsets = array("Q")
+        self.stamps = array("Q")
+        self.size = 0
+        self.rfd = -1
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + len(self.offsets) - 1
+
+    def read_fd(self) -> int:
+        if self.rfd < 0:
+            self.rfd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        return self.rfd
+
+    def close(self) -> None:
+        if self.rfd >= 0:
+            os.close(self.rfd)
+            self.rfd = -1
+
+
+def _peek(buf, pos: int) -> tuple[int, int, int]:
+    """(entry length incl. prefix, sequence, timestamp) of the entry at pos."""
+    (blen,) = _LEN.unpack_from(buf, pos)
+    rec = pos + 4 + HEADER_SIZE
+    vlen = buf[rec]
+    seq, ts = _SEQ_TS.unpack_from(buf, rec + 1 + vlen)
+    return 4 + blen, seq, ts
+
+
+class Spool:
+    def __init__(self, directory: str | Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.segment_bytes = segment_bytes
+        self.state_path = self.dir / "state.json"
+        self.state = state_mod.load(self.state_path)
+        self._lock = threading.Lock()
+        self._segments: list[_Segment] = []
+        self._wfd = -1
+        self._unsynced = False
+        self._recover()
+
+    # -- opening -------------------------------------------------------------
+    def _recover(self) -> None:
+        paths = sorted(self.dir.glob("*.seg"))
+        for i, path in enumerate(paths):
+            try:
+                first = int(path.stem)
+            except ValueError as err:
+                raise SpoolError(f"unexpected file {path} in spool; remove it") from err
+            seg = _Segment(path, first)
+            self._scan(seg, last=(i == len(paths) - 1))
+            if self._segments and seg.first_seq != self._segments[-1].last_seq + 1:
+                raise SpoolError(f"spool segment {path.name} does not follow {self._segments[-1].path.name}: "
+                                 "records are missing; the spool cannot be trusted, re-protect the group")
+            self._segments.append(seg)
+        st = self.state
+        if self._segments:
+            tail = self._segments[-1]
+            # max(): a power loss can cut unsynced records that were already
+            # shipped and acked; numbering must still continue after them.
+            st.last_seq = max(st.last_seq, tail.last_seq)
+            if len(tail.stamps):
+                st.last_ts = max(st.last_ts, tail.stamps[-1])
+            head = self._segments[0].first_seq
+            if head > st.acked_through + 1:  # the ack was lost after its segments were trimmed
+                st.acked_through = head - 1
+        st.acked_through = min(st.acked_through, st.last_seq)
+        self._trim_locked()
+        if self._segments:
+            self._wfd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+
+    def _scan(self, seg: _Segment, last: bool) -> None:
+        size = seg.path.stat().st_size
+        if size == 0:
+            return
+        with open(seg.path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            pos, expect = 0, seg.first_seq
+            while pos < size:
+                try:
+                    n, seq, ts = _peek(buf, pos)
+                    if pos + n > size or seq != expect:
+                        raise FrameError(f"entry at {pos} is incomplete or out of order")
+                    if last:
+                        decode_batch(buf[pos + 4: pos + n])
+                except (FrameError, struct.error, IndexError) as err:
+                    if not last:
+                        raise SpoolError(f"spool segment {seg.path} is damaged at byte {pos} ({err}); "
+                                         "re-protect the group") from err
+                    break  # torn tail from a crash mid-append: cut it below
+                seg.offsets.append(pos)
+                seg.stamps.append(ts)
+                pos += n
+                expect += 1
+        if pos < size:
+            os.truncate(seg.path, pos)
+        seg.size = pos
+
+    # -- writing -------------------------------------------------------------
+    @property
+    def last_seq(self) -> int:
+        return self.state.last_seq
+
+    @property
+    def last_ts(self) -> int:
+        return self.state.last_ts
+
+    @property
+    def acked_through(self) -> int:
+        return self.state.acked_through
+
+    def append(self, records: list[Record]) -> None:
+        """Append records (their sequences must continue the spool gap-free)."""
+        if not records:
+            return
+        parts = []
+        sizes = []
+        expect = self.state.last_seq + 1
+        for rec in records:
+            if rec.sequence != expect:
+                raise SpoolError(f"record sequence {rec.sequence} does not follow {expect - 1}")
+            body = encode_batch([rec])
+            parts += (_LEN.pack(len(body)), body)
+            sizes.append(4 + len(body))
+            expect += 1
+        blob = b"".join(parts)
+        with self._lock:
+            if (self._wfd < 0 or self._segments[-1].size >= self.segment_bytes
+                    or self._segments[-1].last_seq != records[0].sequence - 1):
+                self._rotate_locked(records[0].sequence)
+            seg = self._segments[-1]
+            view = memoryview(blob)
+            while view:
+                n = os.write(self._wfd, view)
+                view = view[n:]
+            pos = seg.size
+            for rec, n in zip(records, sizes):
+                seg.offsets.append(pos)
+                seg.stamps.append(rec.timestamp_ns)
+                pos += n
+            seg.size = pos
+            self.state.last_seq = records[-1].sequence
+            self.state.last_ts = records[-1].timestamp_ns
+            self._unsynced = True
+
+    def _rotate_locked(self, first_seq: int) -> None:
+        if self._wfd >= 0:
+            os.fsync(self._wfd)  # a closed segment is always durable; sync() only tracks the open one
+            os.close(self._wfd)
+        path = self.dir / f"{first_seq:020d}.seg"
+        self._wfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._segments.append(_Segment(path, first_seq))
+        dfd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def sync(self) -> None:
+        """Make every appended record durable (called on FLUSH and FUA)."""
+        with self._lock:
+            fd, self._unsynced = (self._wfd if self._unsynced else -1), False
+            if fd >= 0:
+                fd = os.dup(fd)  # rotation may close the original while we fsync
+        if fd >= 0:
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+
+    # -- reading and acknowledging --------------------------------------------
+    def _find(self, seq: int) -> _Segment | None:
+        for seg in self._segments:
+            if seg.first_seq <= seq <= seg.last_seq:
+                return seg
+        return None
+
+    def first_available(self) -> int:
+        with self._lock:
+            return self._segments[0].first_seq if self._segments else self.state.last_seq + 1
+
+    def read(self, from_seq: int, max_bytes: int) -> list[Record]:
+        """Records from ``from_seq`` on, about max_bytes of entries (at least one)."""
+        with self._lock:
+            seg = self._find(from_seq)
+            if seg is None:
+                return []
+            i = from_seq - seg.first_seq
+            start = seg.offsets[i]
+            j = i + 1
+            while j < len(seg.offsets) and seg.offsets[j] - start < max_bytes:
+                j += 1
+            end = seg.offsets[j] if j < len(seg.offsets) else seg.size
+            fd = seg.read_fd()
+        buf = os.pread(fd, end - start, start)
+        out, pos = [], 0
+        while pos < len(buf):
+            (blen,) = _LEN.unpack_from(buf, pos)
+            out += decode_batch(memoryview(buf)[pos + 4: pos + 4 + blen])
+            pos += 4 + blen
+        return out
+
+    def timestamp_of(self, seq: int) -> int | None:
+        with self._lock:
+            seg = self._find(seq)
+            return seg.stamps[seq - seg.first_seq] if seg else None
+
+    def ack(self, through: int) -> None:
+        """Record that ingest holds everything up to ``through``; trim whole segments."""
+        with self._lock:
+            through = min(through, self.state.last_seq)
+            if through <= self.state.acked_through:
+                return
+            self.state.acked_through = through
+            state_mod.save(self.state_path, self.state)
+            self._trim_locked()
+
+    def _trim_locked(self) -> None:
+        while self._segments and self._segments[0].last_seq <= self.state.acked_through:
+            seg = self._segments[0]
+            if len(self._segments) == 1:
+                if seg.size < self.segment_bytes:
+                    break  # still the open segment with room: keep appending to it
+                if self._wfd >= 0:
+                    os.close(self._wfd)
+                    self._wfd = -1
+            seg.close()
+            seg.path.unlink(missing_ok=True)
+            self._segments.pop(0)
+
+    def save_state(self) -> None:
+        with self._lock:
+            state_mod.save(self.state_path, self.state)
+
+    # -- figures -------------------------------------------------------------
+    def disk_bytes(self) -> int:
+        with self._lock:
+            return sum(s.size for s in self._segments)
+
+    def pending(self) -> tuple[int, int]:
+        """(records, bytes) not yet acknowledged."""
+        with self._lock:
+            first = self.state.acked_through + 1
+            count = self.state.last_seq - self.state.acked_through
+            total = 0
+            for seg in self._segments:
+                if seg.last_seq < first:
+                    continue
+                start = seg.offsets[first - seg.first_seq] if seg.first_seq <= first else 0
+                total += seg.size - start
+            return count, total
+
+    def close(self) -> None:
+        with self._lock:
+            if self._wfd >= 0:
+                os.fsync(self._wfd)
+                os.close(self._wfd)
+                self._wfd = -1
+            for seg in self._segments:
+                seg.close()
+            state_mod.save(self.state_path, self.state)
