@@ -1,0 +1,119 @@
+"""The faust app: agents on the tenants' writes and control topics.
+
+Durability rule: a writes message is acked (so its offset may be committed)
+only after the segment and timeline entry holding its records are durable.
+The agent iterates ``stream.noack()`` and acks through
+:class:`services.retention.acks.OrderedAcks`; ``stream_wait_empty`` is off
+because buffered, unacked events are normal and are simply redelivered
+after a rebalance or crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.retention.config import RetentionSettings
+from services.retention.journaler import Journaler
+from services.retention.manifests import ManifestWriter
+from services.retention.processor import Processor
+from services.retention.topics import discover
+from shared.objectstore import ObjectStore, ObjectStoreError
+from shared.tenancy import tenant_of_topic
+
+log = logging.getLogger(__name__)
+
+RESTART = {"requested": False}
+
+
+def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str],
+              control: list[str]) -> tuple[faust.App, Processor]:
+    brokers = [f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")]
+    app = faust.App(
+        settings.retention_app_id,
+        broker=brokers,
+        store="memory://",
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_disable_leader=True,     # the leader topic would need auto-creation
+        stream_wait_empty=False,       # unacked (buffered) events are expected
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.retention_session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.retention_session_timeout / 4),
+        broker_commit_interval=0.5,
+        web_enabled=settings.retention_web_port > 0,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        web_port=settings.retention_web_port or 6066,
+        datadir=str(settings.home / "retention"),
+    )
+    journaler = Journaler(store, settings.bucket_prefix, settings.retention_segment_bytes,
+                          settings.retention_segment_age, settings.retention_compress)
+    proc = Processor(journaler, ack=lambda event: event.ack())
+    manifests = ManifestWriter(store, settings.bucket_prefix)
+    known = (sorted(writes), sorted(control))
+
+    writes_topic = app.topic(*writes, key_type=bytes, value_type=bytes)
+
+    @app.agent(writes_topic)
+    async def journal(stream):
+        async for event in stream.noack().events():
+            msg = event.message
+            await proc.on_message(msg.topic, msg.tp, msg.key, msg.value, event)
+
+    if control:
+        control_topic = app.topic(*control, key_type=bytes, value_type=bytes)
+
+        @app.agent(control_topic)
+        async def registry(stream):
+            # Default acks: faust acks an event when the loop asks for the
+            # next one, i.e. after the manifest put below returned.
+            async for event in stream.events():
+                tenant = tenant_of_topic(event.message.topic)
+                while True:
+                    try:
+                        await asyncio.to_thread(manifests.handle, tenant, event.message.value)
+                        break
+                    except ObjectStoreError as err:
+                        log.error("manifest write failed (%s); retrying", err)
+                        await asyncio.sleep(1.0)
+
+    @app.timer(interval=max(0.05, settings.retention_segment_age / 5))
+    async def flush_by_age():
+        await proc.flush_due()
+
+    @app.timer(interval=settings.retention_rescan_interval)
+    async def rescan():
+        try:
+            now = await asyncio.to_thread(discover, settings.kafka_bootstrap, settings.tenants_path())
+        except Exception as err:
+            log.warning("tenant rescan failed: %s", err)
+            return
+        if (sorted(now[0]), sorted(now[1])) != known:
+            log.info("tenant topics changed (%s -> %s); flushing and restarting to resubscribe", known, now)
+            await proc.flush_all()
+            RESTART["requested"] = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app, revoked, **kwargs):
+        proc.revoke(set(revoked))
+
+    @app.page("/healthz")
+    async def healthz(web, request):
+        ok = proc.last_flush_error is None
+        return web.json({"status": "ok" if ok else "degraded", "error": proc.last_flush_error,
+                         "pending_acks": proc.acks.pending(), "oldest_buffer_s": proc.j.oldest_age(),
+                         "topics": writes}, status=200 if ok else 503)
+
+    @app.page("/metrics")
+    async def metrics(web, request):
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    return app, proc

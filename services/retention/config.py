@@ -1,0 +1,25 @@
+"""Retention settings (environment variables prefixed DIALBACK_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.config import CommonSettings, default_home
+
+
+class RetentionSettings(CommonSettings):
+    retention_app_id: str = Field("dialback-retention", description="Kafka consumer group / faust app id")
+    retention_segment_bytes: int = Field(8 << 20, ge=64 << 10, description="flush a group's segment at this size")
+    retention_segment_age: float = Field(1.0, gt=0, le=4.0,
+                                         description="flush a group's segment at this age (s); RPO lag budget is 5 s")
+    retention_compress: bool = Field(True, description="re-encode raw DATA payloads with zstd when it saves 1/8")
+    retention_rescan_interval: float = Field(10.0, gt=0, description="how often to look for new tenants (s)")
+    retention_web_port: int = Field(6066, ge=0, le=65535, description="/healthz and /metrics on 127.0.0.1")
+    retention_session_timeout: float = Field(10.0, description="Kafka consumer session timeout (s)")
+    tenants_file: Path | None = Field(None, description="default $DIALBACK_HOME/tenants.json")
+    home: Path = Field(default_factory=default_home)
+
+    def tenants_path(self) -> Path:
+        return self.tenants_file or self.home / "tenants.json"

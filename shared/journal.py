@@ -1,0 +1,198 @@
+"""Journal segments, timeline entries and manifests in a tenant's bucket.
+
+Written by retention, read by recovery (and the recovery benchmark), so both
+agree on one codec. Layout per docs/data-path.md:
+
+* segment ``groups/<g>/journal/<first>-<last>.seg`` = concatenated
+  ``u32 little-endian length | v1 batch`` holding records first..last, gap-free,
+  ascending;
+* timeline entry ``groups/<g>/timeline/<first>-<last>.json``, put only after
+  its segment is durable: ``{"first_seq","last_seq","first_ts","last_ts",
+  "segment","size","bookmarks":[{"name","sequence","timestamp_ns"}]}``;
+* manifest ``groups/<g>/manifest.json`` = ``{"group","volumes":{vol: size}}``.
+
+A timeline entry is the commit point of a segment: a segment without its
+entry (a crash between the two puts) is ignored by readers and overwritten or
+superseded by the next writer.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Iterator, Sequence
+
+import zstandard
+
+from shared import keys
+from shared.errors import DialbackError
+from shared.frames import MAX_BATCH_BYTES, Codec, FrameError, Kind, Record, decode_batch, encode_batch, record_size
+from shared.frames import HEADER_SIZE as BATCH_HEADER_SIZE
+from shared.objectstore import ObjectNotFound, ObjectStore
+
+_LEN = struct.Struct("<I")
+INITIAL_SYNC_BOOKMARK = "dialback.initial-sync-complete"
+
+
+class JournalError(DialbackError):
+    """A segment, timeline entry or manifest is malformed; the message names the object."""
+
+
+@dataclass(frozen=True)
+class Bookmark:
+    name: str
+    sequence: int
+    timestamp_ns: int
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    first_seq: int
+    last_seq: int
+    first_ts: int
+    last_ts: int
+    segment: str
+    size: int
+    bookmarks: tuple[Bookmark, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> bytes:
+        doc = asdict(self)
+        doc["bookmarks"] = [asdict(b) for b in self.bookmarks]
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str = "timeline entry") -> "TimelineEntry":
+        try:
+            doc = json.loads(raw)
+            return cls(int(doc["first_seq"]), int(doc["last_seq"]), int(doc["first_ts"]), int(doc["last_ts"]),
+                       str(doc["segment"]), int(doc["size"]),
+                       tuple(Bookmark(str(b["name"]), int(b["sequence"]), int(b["timestamp_ns"]))
+                             for b in doc.get("bookmarks", [])))
+        except (ValueError, KeyError, TypeError) as err:
+            raise JournalError(f"{where} is not a valid timeline entry: {err!r}") from err
+
+
+# --- segment codec ---------------------------------------------------------
+
+def encode_segment(batches: Iterable[bytes]) -> bytes:
+    parts: list[bytes] = []
+    for b in batches:
+        parts += (_LEN.pack(len(b)), b)
+    return b"".join(parts)
+
+
+def iter_segment_batches(buf: bytes | memoryview, where: str = "segment") -> Iterator[memoryview]:
+    """The batches of a segment, as zero-copy views; raises JournalError on truncation."""
+    mv = memoryview(buf)
+    pos, end = 0, len(mv)
+    while pos < end:
+        if pos + _LEN.size > end:
+            raise JournalError(f"{where}: truncated length prefix at offset {pos}")
+        (n,) = _LEN.unpack_from(mv, pos)
+        pos += _LEN.size
+        if n < BATCH_HEADER_SIZE or n > MAX_BATCH_BYTES or pos + n > end:
+            raise JournalError(f"{where}: batch of {n} bytes at offset {pos} does not fit the segment")
+        yield mv[pos: pos + n]
+        pos += n
+
+
+def iter_segment_records(buf: bytes | memoryview, where: str = "segment") -> Iterator[Record]:
+    """Every record of a segment, CRC-checked, in stored (ascending sequence) order."""
+    for batch in iter_segment_batches(buf, where):
+        try:
+            yield from decode_batch(batch)
+        except FrameError as err:
+            raise JournalError(f"{where}: {err}") from err
+
+
+# --- building segments -----------------------------------------------------
+
+def compress_record(rec: Record, level: int = 1, min_len: int = 4096) -> Record:
+    """Raw DATA payloads re-encoded with zstd when that saves at least 1/8."""
+    if rec.kind != Kind.DATA or rec.codec != Codec.RAW or rec.length < min_len:
+        return rec
+    packed = zstandard.ZstdCompressor(level=level).compress(rec.payload)
+    if len(packed) > rec.length - rec.length // 8:
+        return rec
+    return Record(rec.volume, rec.sequence, rec.timestamp_ns, rec.offset, rec.length, rec.kind, Codec.ZSTD, packed)
+
+
+def pack_batches(records: Sequence[Record], limit: int = MAX_BATCH_BYTES) -> list[bytes]:
+    """Records (already in order) encoded into as few batches as fit the frame limit."""
+    out: list[bytes] = []
+    chunk: list[Record] = []
+    size = BATCH_HEADER_SIZE
+    for rec in records:
+        n = record_size(rec)
+        if chunk and size + n > limit:
+            out.append(encode_batch(chunk))
+            chunk, size = [], BATCH_HEADER_SIZE
+        chunk.append(rec)
+        size += n
+    if chunk:
+        out.append(encode_batch(chunk))
+    return out
+
+
+def bookmarks_of(records: Iterable[Record]) -> list[Bookmark]:
+    return [Bookmark(bytes(r.data()).decode("utf-8", "replace"), r.sequence, r.timestamp_ns)
+            for r in records if r.kind == Kind.BOOKMARK]
+
+
+def put_segment(store: ObjectStore, bucket: str, group: str, batches: Sequence[bytes],
+                first: Record, last: Record, bookmarks: Sequence[Bookmark]) -> TimelineEntry:
+    """PUT the segment, then (only then) its timeline entry; returns the entry.
+
+    Idempotent: the keys derive from the sequence range, so a retry after a
+    crash rewrites the same objects.
+    """
+    body = encode_segment(batches)
+    seg_key = keys.segment_key(group, first.sequence, last.sequence)
+    store.put(bucket, seg_key, body)
+    entry = TimelineEntry(first.sequence, last.sequence, first.timestamp_ns, last.timestamp_ns, seg_key,
+                          len(body), tuple(bookmarks))
+    store.put(bucket, keys.timeline_key(group, first.sequence, last.sequence), entry.to_json())
+    return entry
+
+
+# --- reading ---------------------------------------------------------------
+
+def read_timeline(store: ObjectStore, bucket: str, group: str, start_after: str = "") -> list[TimelineEntry]:
+    """Timeline entries in key (= first sequence) order."""
+    out = []
+    for info in store.list(bucket, keys.timeline_prefix(group), start_after=start_after):
+        if not info.key.endswith(".json"):
+            continue
+        try:
+            raw = store.get(bucket, info.key)
+        except ObjectNotFound:
+            continue  # removed by garbage collection while we listed
+        out.append(TimelineEntry.from_json(raw, f"{bucket}/{info.key}"))
+    return out
+
+
+def last_sequence(store: ObjectStore, bucket: str, group: str) -> int:
+    """The highest sequence the timeline holds (0 for none), from key names alone."""
+    last = 0
+    for info in store.list(bucket, keys.timeline_prefix(group)):
+        if info.key.endswith(".json"):
+            last = max(last, keys.parse_range(info.key)[1])
+    return last
+
+
+def manifest_doc(group: str, volumes: dict[str, int]) -> bytes:
+    return json.dumps({"group": group, "volumes": dict(sorted(volumes.items()))}, separators=(",", ":")).encode()
+
+
+def read_manifest(store: ObjectStore, bucket: str, group: str) -> dict[str, int] | None:
+    """volume -> size in bytes, or None when the group has no manifest (unknown group)."""
+    try:
+        raw = store.get(bucket, keys.manifest_key(group))
+    except ObjectNotFound:
+        return None
+    try:
+        doc = json.loads(raw)
+        return {str(v): int(s) for v, s in doc["volumes"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise JournalError(f"{bucket}/{keys.manifest_key(group)} is not a valid manifest: {err!r}") from err
