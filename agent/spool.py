@@ -92,9 +92,9 @@ class Spool:
         st = self.state
         if self._segments:
             tail = self._segments[-1]
-            # max(): a power loss can cut unsynced records that were already
-            # shipped and acked; numbering must still continue after them.
-            st.last_seq = max(st.last_seq, tail.last_seq)
+            # The segments are the truth; max() covers a power loss that cut
+            # unsynced records ingest had already acknowledged.
+            st.last_seq = max(tail.last_seq, st.acked_through)
             if len(tail.stamps):
                 st.last_ts = max(st.last_ts, tail.stamps[-1])
             head = self._segments[0].first_seq

@@ -1,0 +1,201 @@
+"""Consistency group: sequence/timestamp rules, capture order, sync, overflow."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import threading
+
+import pytest
+
+from agent.disk import Disk
+from agent.errors import BookmarkError
+from agent.group import INITIAL_SYNC_BOOKMARK, PIECE, Group
+from agent.replay import apply_records
+from agent.spool import Spool
+from agent.sync import Syncer
+from shared.frames import Kind
+from tests.agent.conftest import make_image
+
+MiB = 1 << 20
+
+
+def open_group(tmp_path, sizes: dict[str, int], limit: int = 1 << 30, low: int | None = None,
+               segment: int = 1 << 20, registered: bool = True) -> Group:
+    disks = {}
+    for name, size in sizes.items():
+        path = tmp_path / f"{name}.img"
+        if not path.exists():
+            make_image(path, size)
+        disks[name] = Disk(name, path)
+    g = Group("grp", disks, Spool(tmp_path / "spool", segment_bytes=segment), limit,
+              low if low is not None else limit // 4)
+    if registered:
+        g.registered.set()
+    return g
+
+
+def all_records(g: Group):
+    out, nxt = [], g.spool.first_available()
+    while nxt <= g.spool.last_seq:
+        batch = g.spool.read(nxt, 4 * MiB)
+        out += batch
+        nxt = batch[-1].sequence + 1
+    return out
+
+
+def replay_matches(tmp_path, g: Group, records) -> bool:
+    for name, disk in g.disks.items():
+        make_image(tmp_path / f"replay-{name}.img", disk.size)
+    apply_records(records, {n: tmp_path / f"replay-{n}.img" for n in g.disks})
+    return all(hashlib.sha256((tmp_path / f"replay-{n}.img").read_bytes()).digest()
+               == hashlib.sha256(d.path.read_bytes()).digest() for n, d in g.disks.items())
+
+
+def test_one_sequence_for_the_group_gap_free_monotonic_time(tmp_path):
+    g = open_group(tmp_path, {"a": 4 * MiB, "b": 4 * MiB})
+    g.write("a", 0, b"x" * (PIECE * 2 + 10))  # split into 3 records
+    g.write("b", 4096, b"y" * 4096)
+    g.trim("a", MiB, 8192)
+    g.zeroes("b", 2 * MiB, 4096)
+    recs = all_records(g)
+    assert [r.sequence for r in recs] == list(range(1, 7))
+    assert [r.volume for r in recs] == ["a", "a", "a", "b", "a", "b"]
+    assert [r.kind for r in recs] == [Kind.DATA] * 4 + [Kind.TRIM, Kind.ZEROES]
+    assert max(r.length for r in recs if r.kind == Kind.DATA) <= PIECE
+    stamps = [r.timestamp_ns for r in recs]
+    assert stamps == sorted(stamps)
+
+
+def test_timestamps_never_decrease_even_if_the_clock_steps_back(tmp_path, monkeypatch):
+    g = open_group(tmp_path, {"a": MiB})
+    g.write("a", 0, b"1")
+    first = all_records(g)[0].timestamp_ns
+    monkeypatch.setattr("agent.group.time.time_ns", lambda: first - 10**12)
+    g.write("a", 1, b"2")
+    assert all_records(g)[1].timestamp_ns == first
+
+
+def test_sequence_resumes_after_restart(tmp_path):
+    g = open_group(tmp_path, {"a": MiB})
+    g.write("a", 0, b"abc")
+    g.bookmark("x", internal=True)
+    g.close()
+    g2 = open_group(tmp_path, {"a": MiB})
+    g2.write("a", 10, b"def")
+    assert [r.sequence for r in all_records(g2)] == [1, 2, 3]
+    assert g2.state.bookmarks == ["x"]
+
+
+def test_concurrent_writers_sequence_order_is_apply_order(tmp_path):
+    g = open_group(tmp_path, {"a": 2 * MiB, "b": 2 * MiB})
+    rng = random.Random(7)
+    plans = [[(rng.choice("ab"), rng.randrange(0, 2 * MiB - 70000), rng.randrange(1, 70000), i)
+              for i in range(150)] for _ in range(4)]
+
+    def worker(plan):
+        for vol, off, n, i in plan:
+            if i % 17 == 0:
+                g.trim(vol, off, n)
+            else:
+                g.write(vol, off, bytes([i % 256]) * n)
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    recs = all_records(g)
+    assert [r.sequence for r in recs] == list(range(1, len(recs) + 1))
+    assert replay_matches(tmp_path, g, recs)
+
+
+def test_initial_sync_copies_data_and_sparse_regions_then_bookmarks(tmp_path):
+    size = 6 * MiB
+    path = tmp_path / "a.img"
+    make_image(path, size)
+    content = os.urandom(300_000)
+    with open(path, "r+b") as fh:
+        fh.seek(MiB)
+        fh.write(content)
+        fh.seek(3 * MiB)
+        fh.write(bytes(PIECE))  # allocated but zero: must become ZEROES, not DATA
+    g = open_group(tmp_path, {"a": size})
+    syncer = Syncer(g, pace_bytes=1 << 30)
+    g.write("a", 5 * MiB, b"w" * 5000)  # a write before/while syncing is fine
+    syncer.run_until_idle()
+    recs = all_records(g)
+    assert recs[-1].kind == Kind.BOOKMARK and recs[-1].data() == INITIAL_SYNC_BOOKMARK.encode()
+    assert g.state.initial_sync_complete
+    data_bytes = sum(r.length for r in recs if r.kind == Kind.DATA)
+    assert data_bytes <= 5000 + 3 * PIECE  # sparse parts travel as ZEROES
+    assert replay_matches(tmp_path, g, recs)
+
+
+def test_sync_waits_for_registration_and_paces(tmp_path):
+    g = open_group(tmp_path, {"a": 2 * MiB}, registered=False)
+    with open(g.disks["a"].path, "r+b") as fh:
+        fh.write(os.urandom(2 * MiB))
+    syncer = Syncer(g, pace_bytes=PIECE)
+    assert syncer.run_until_idle() == 0  # not registered: nothing happens
+    g.registered.set()
+    assert syncer.run_until_idle() == 1  # one chunk, then the backlog holds it back
+    for _ in range(20):  # the shipper acknowledging: each ack lets one more chunk through
+        g.spool.ack(g.spool.last_seq)
+        syncer.run_until_idle()
+    assert g.state.initial_sync_complete
+    assert g.spool.last_seq == 8 + 1  # eight 256 KiB chunks and the bookmark
+
+
+def test_overflow_tracks_dirty_and_resync_restores_consistency(tmp_path):
+    g = open_group(tmp_path, {"a": 4 * MiB}, limit=600_000, low=100_000, segment=200_000)
+    syncer = Syncer(g, pace_bytes=1 << 30)
+    syncer.run_until_idle()
+    for i in range(4):
+        g.write("a", i * PIECE, bytes([i + 1]) * PIECE)
+    assert g.overflow and "spool_overflow" in g.alarms
+    seq_at_overflow = g.spool.last_seq
+    g.write("a", 3 * MiB + 5, b"late" * 1000)  # not spooled: only marked dirty
+    g.trim("a", 0, 4096)
+    assert g.spool.last_seq == seq_at_overflow
+    assert len(g.dirty["a"]) == 3  # the 4th piece, the late write, the trim
+    with pytest.raises(BookmarkError, match="resync"):
+        g.bookmark("during-overflow")
+    syncer.run_until_idle()  # spool not drained yet: stays in overflow
+    assert g.overflow
+    shipped = all_records(g)
+    g.spool.ack(g.spool.last_seq)  # the shipper drained it
+    syncer.run_until_idle()
+    assert not g.overflow and not g.state.needs_resync and "spool_overflow" not in g.alarms
+    recs = shipped + all_records(g)[:]
+    recs = [r for i, r in enumerate(recs) if r.sequence not in {x.sequence for x in recs[:i]}]
+    assert recs[-1].kind == Kind.BOOKMARK and recs[-1].data().startswith(b"dialback.resync-complete")
+    assert replay_matches(tmp_path, g, recs)
+    g.bookmark("after-resync")
+
+
+def test_restart_during_overflow_resyncs_everything(tmp_path):
+    g = open_group(tmp_path, {"a": 2 * MiB}, limit=300_000)
+    Syncer(g, 1 << 30).run_until_idle()
+    for i in range(3):
+        g.write("a", i * PIECE, b"z" * PIECE)
+    assert g.overflow
+    g.close()
+    g2 = open_group(tmp_path, {"a": 2 * MiB}, limit=300_000)
+    assert len(g2.dirty["a"]) == 8 and g2.state.needs_resync
+
+
+def test_bookmark_rules(tmp_path):
+    g = open_group(tmp_path, {"a": MiB})
+    with pytest.raises(BookmarkError, match="initial sync"):
+        g.bookmark("early")
+    Syncer(g, 1 << 30).run_until_idle()
+    seq, ts = g.bookmark("nightly")
+    assert seq == g.spool.last_seq and ts > 0
+    with pytest.raises(BookmarkError, match="already has"):
+        g.bookmark("nightly")
+    with pytest.raises(BookmarkError, match="reserved"):
+        g.bookmark("dialback.mine")
+    with pytest.raises(BookmarkError, match="printable"):
+        g.bookmark("")

@@ -1,0 +1,119 @@
+"""Spool: append, read, ack/trim, restart, torn tail."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.errors import SpoolError
+from agent.spool import Spool
+from shared.frames import Kind, Record
+
+
+def rec(seq: int, ts: int | None = None, size: int = 1000, vol: str = "disk0") -> Record:
+    data = bytes([seq % 251]) * size
+    return Record(vol, seq, ts if ts is not None else 1000 + seq, seq * 4096, size, Kind.DATA, payload=data)
+
+
+def test_append_read_roundtrip(tmp_path):
+    sp = Spool(tmp_path, segment_bytes=10_000)
+    for i in range(1, 31):
+        sp.append([rec(i)])
+    assert sp.last_seq == 30 and sp.last_ts == 1030
+    got = []
+    nxt = 1
+    while nxt <= sp.last_seq:
+        batch = sp.read(nxt, 5000)
+        assert batch and batch[0].sequence == nxt
+        got += batch
+        nxt = batch[-1].sequence + 1
+    assert [r.sequence for r in got] == list(range(1, 31))
+    assert all(r.data() == bytes([r.sequence % 251]) * 1000 for r in got)
+    assert len(list(tmp_path.glob("*.seg"))) > 1  # segments rotated at 10 kB
+    assert sp.pending() == (30, sp.disk_bytes())
+
+
+def test_append_refuses_gap(tmp_path):
+    sp = Spool(tmp_path)
+    sp.append([rec(1)])
+    with pytest.raises(SpoolError, match="does not follow"):
+        sp.append([rec(3)])
+
+
+def test_ack_trims_whole_segments_only(tmp_path):
+    sp = Spool(tmp_path, segment_bytes=5000)
+    for i in range(1, 21):
+        sp.append([rec(i)])
+    segs_before = sorted(p.name for p in tmp_path.glob("*.seg"))
+    sp.ack(7)
+    segs_after = sorted(p.name for p in tmp_path.glob("*.seg"))
+    assert len(segs_after) < len(segs_before)
+    # every remaining record from 8 on is still readable; 1..first-1 are gone
+    first = sp.first_available()
+    assert 1 < first <= 8
+    assert sp.read(8, 1 << 20)[0].sequence == 8
+    assert sp.pending()[0] == 13
+    sp.ack(20)
+    assert sp.pending() == (0, 0)
+
+
+def test_restart_resumes_sequence_and_ack(tmp_path):
+    sp = Spool(tmp_path, segment_bytes=5000)
+    for i in range(1, 16):
+        sp.append([rec(i)])
+    sp.ack(9)
+    sp.close()
+    sp2 = Spool(tmp_path, segment_bytes=5000)
+    assert sp2.last_seq == 15 and sp2.acked_through == 9 and sp2.last_ts == 1015
+    assert [r.sequence for r in sp2.read(10, 1 << 20)][0] == 10
+    sp2.append([rec(16)])
+    sp2.ack(16)
+    sp2.close()
+    # fully acked and trimmed: numbering still continues from the state file
+    sp3 = Spool(tmp_path, segment_bytes=5000)
+    assert sp3.last_seq == 16 and sp3.pending() == (0, 0)
+
+
+def test_restart_cuts_torn_tail(tmp_path):
+    sp = Spool(tmp_path)
+    sp.append([rec(i) for i in range(1, 6)])
+    sp.close()
+    seg = sorted(tmp_path.glob("*.seg"))[-1]
+    size = seg.stat().st_size
+    with open(seg, "r+b") as fh:  # a crash in the middle of appending record 5
+        fh.truncate(size - 300)
+    sp2 = Spool(tmp_path)
+    assert sp2.last_seq == 4
+    sp2.append([rec(5)])
+    assert sp2.read(5, 1 << 20)[0].data() == rec(5).data()
+
+
+def test_corrupt_tail_record_is_cut(tmp_path):
+    sp = Spool(tmp_path)
+    sp.append([rec(i) for i in range(1, 4)])
+    sp.close()
+    seg = sorted(tmp_path.glob("*.seg"))[-1]
+    with open(seg, "r+b") as fh:
+        fh.seek(seg.stat().st_size - 10)
+        fh.write(b"\xff" * 10)
+    assert Spool(tmp_path).last_seq == 2
+
+
+def test_damaged_older_segment_is_refused(tmp_path):
+    sp = Spool(tmp_path, segment_bytes=3000)
+    for i in range(1, 10):
+        sp.append([rec(i)])
+    sp.close()
+    first = sorted(tmp_path.glob("*.seg"))[0]
+    with open(first, "r+b") as fh:
+        fh.truncate(first.stat().st_size - 50)
+    with pytest.raises(SpoolError, match="re-protect"):
+        Spool(tmp_path, segment_bytes=3000)
+
+
+def test_timestamps_and_sync(tmp_path):
+    sp = Spool(tmp_path)
+    sp.append([rec(1, ts=50), rec(2, ts=70)])
+    sp.sync()
+    assert sp.timestamp_of(1) == 50 and sp.timestamp_of(2) == 70 and sp.timestamp_of(3) is None
+    sp.close()
+    assert Spool(tmp_path).timestamp_of(2) == 70
