@@ -86,6 +86,4 @@ def render(lay: L.Layout) -> None:
             src = lay.venv / "etc" / svc / name
             if src.exists():
                 shutil.copyfile(src, lay.conf_dir(svc) / name)
-    # ml2 reads its options from neutron.conf here (one file keeps it simple).
-    (lay.conf_dir("neutron") / "plugins").mkdir(exist_ok=True)
     shutil.copyfile(Path(__file__).with_name("neutron_wsgi.py"), lay.conf_dir("neutron") / "neutron_wsgi.py")

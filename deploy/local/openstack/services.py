@@ -41,7 +41,10 @@ def _http_ready(port: int) -> bool:
 def _config_env(lay: L.Layout, svc: str) -> dict[str, str]:
     conf = lay.conf_dir(svc)
     up = svc.upper()
-    return {f"OS_{up}_CONFIG_DIR": str(conf), "PATH": f"{lay.venv / 'bin'}:{os.environ.get('PATH', '')}"}
+    env = {f"OS_{up}_CONFIG_DIR": str(conf), "PATH": f"{lay.venv / 'bin'}:{os.environ.get('PATH', '')}"}
+    if svc == "neutron":  # one file holds the ml2 options too
+        env["OS_NEUTRON_CONFIG_FILES"] = "neutron.conf"
+    return env
 
 
 def api(lay: L.Layout, svc: str) -> Managed:

@@ -24,7 +24,7 @@ ML2_DRIVER = Path(__file__).with_name("ml2_loopback")
 
 def _wanted() -> str:
     h = hashlib.sha256(REQUIREMENTS.read_bytes())
-    for f in sorted(ML2_DRIVER.rglob("*.py")) + sorted(ML2_DRIVER.glob("*.toml")):
+    for f in sorted(ML2_DRIVER.rglob("*.py")):
         h.update(f.read_bytes())
     return h.hexdigest()
 
@@ -50,11 +50,12 @@ def ensure(layout: Layout, log: Path) -> bool:
     with open(log, "ab") as out:
         if not (building / "bin" / "pip").exists():
             subprocess.run([python, "-m", "venv", str(building)], check=True, stdout=out, stderr=out)
-        for args in (["-r", str(REQUIREMENTS)], ["--no-build-isolation", str(ML2_DRIVER)]):
-            r = subprocess.run([str(building / "bin" / "pip"), "install", "-q", *args], stdout=out, stderr=out)
-            if r.returncode != 0:
-                raise StartError(f"installing the OpenStack venv failed (pip install {' '.join(args)}); "
-                                 f"see {log}. PyPI must be reachable; uwsgi needs a C compiler and Python headers.")
+        r = subprocess.run([str(building / "bin" / "pip"), "install", "-q", "-r", str(REQUIREMENTS)],
+                           stdout=out, stderr=out)
+        if r.returncode != 0:
+            raise StartError(f"installing the OpenStack venv failed; see {log}. "
+                             "PyPI must be reachable; uwsgi needs a C compiler and Python headers.")
+    _install_ml2_driver(building)
     # Build aside and rename, so an interrupted build is never mistaken for a good one.
     if layout.venv.exists():
         shutil.rmtree(layout.venv)
@@ -62,6 +63,18 @@ def ensure(layout: Layout, log: Path) -> bool:
     _fix_shebangs(building, layout.venv)
     stamp(layout).write_text(_wanted())
     return True
+
+
+def _install_ml2_driver(venv_dir: Path) -> None:
+    """Copy the driver in and declare its entry point (no wheel build: the venv lacks `wheel`)."""
+    site = next((venv_dir / "lib").glob("python3*/site-packages"))
+    shutil.copytree(ML2_DRIVER / "dialback_ml2", site / "dialback_ml2", dirs_exist_ok=True)
+    info = site / "dialback_ml2_loopback-0.1.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: dialback-ml2-loopback\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[neutron.ml2.mechanism_drivers]\ndialback_loopback = dialback_ml2.driver:LoopbackMechanismDriver\n")
+    (info / "RECORD").write_text("")
 
 
 def _fix_shebangs(old: Path, new: Path) -> None:
