@@ -51,6 +51,7 @@ def create_app(settings: IngestSettings | None = None, *, writes: WritesLog | No
             # a tenant that fails here is loaded on its first request instead.
             await service.preload(auth.tenants())
         yield
+        service.close()
 
     app = FastAPI(title="Dialback ingest", version="1", lifespan=lifespan)
     app.state.settings, app.state.service, app.state.auth = settings, service, auth

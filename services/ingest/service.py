@@ -93,11 +93,14 @@ class IngestService:
 
     async def preload(self, tenants: list[str]) -> None:
         """Load known tenants at startup; a failure is logged and retried on first use."""
-        for t in tenants:
+        for i, t in enumerate(tenants):
             try:
                 await self.tenant(t)
             except IngestUnavailable as err:
-                log.warning("tenant %s not loaded at startup (%s); will retry on first request", t, err)
+                # Kafka is down: waiting out a timeout per tenant would only delay startup.
+                log.warning("Kafka unavailable at startup (%s); %d tenants will be loaded on first request",
+                            err, len(tenants) - i)
+                return
 
     # -- groups --------------------------------------------------------------
 
@@ -162,3 +165,7 @@ class IngestService:
             raise IngestUnavailable(f"Kafka did not take the control event: {err}") from err
         finally:
             self.metrics.produce_seconds.labels("control").observe(time.perf_counter() - t0)
+
+    def close(self) -> None:
+        for log_ in (self.writes, self.control):
+            log_.close()

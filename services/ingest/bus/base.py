@@ -37,6 +37,9 @@ def control_key(group: str) -> bytes:
 
 
 class WritesLog(ABC):
+    def close(self) -> None:
+        """Release connections; nothing is pending (every publish already waited)."""
+
     @abstractmethod
     def ensure(self, tenant: str) -> None: ...
 
@@ -45,6 +48,9 @@ class WritesLog(ABC):
 
 
 class ControlLog(ABC):
+    def close(self) -> None:
+        """Release connections."""
+
     @abstractmethod
     def ensure(self, tenant: str) -> None: ...
 

@@ -47,6 +47,9 @@ class KafkaWritesLog(WritesLog):
                     timeout=self.timeout)
             self._ensured.add(topic)
 
+    def close(self) -> None:
+        self.producer.flush(5)
+
     def publish(self, tenant: str, group: str, batch: bytes, first_seq: int, last_seq: int) -> None:
         headers = [("first_seq", str(first_seq).encode()), ("last_seq", str(last_seq).encode())]
         self.producer.send_sync(writes_topic(tenant), batch, key=group.encode(), headers=headers,
