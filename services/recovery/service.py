@@ -1,0 +1,132 @@
+"""Recovery use cases, shared by the HTTP API and the CLI's --direct mode.
+
+Order in every use case: check the request's shape, read manifest and
+timeline, resolve and range-check the point, and only then read segments
+and write an image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.recovery.errors import BadRequest
+from services.recovery.planner import At, GroupJournal, Point, load_group
+from services.recovery.synth import Progress, SynthStats, synthesize
+from services.recovery.upload import check_target_key, upload_file
+from shared.objectstore import ObjectStore
+from shared.tenancy import check_volume, tenant_bucket
+
+
+@dataclass
+class Plan:
+    journal: GroupJournal
+    point: Point
+    volumes: list[str]
+
+
+@dataclass
+class Result:
+    group: str
+    point: Point
+    volumes: list[dict] = field(default_factory=list)
+    stats: SynthStats | None = None
+
+    def to_dict(self) -> dict:
+        return {"group": self.group, "sequence": self.point.sequence, "timestamp_ns": self.point.timestamp_ns,
+                "volumes": self.volumes}
+
+
+class Recovery:
+    def __init__(self, store: ObjectStore, bucket_prefix: str = "dialback-", work_dir: Path | None = None,
+                 prefetch: int = 4) -> None:
+        self.store = store
+        self.bucket_prefix = bucket_prefix
+        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
+        self.prefetch = prefetch
+
+    def _group(self, tenant: str, group: str) -> GroupJournal:
+        try:
+            check_volume(group)
+        except ValueError as err:
+            raise BadRequest(str(err)) from err
+        return load_group(self.store, tenant_bucket(tenant, self.bucket_prefix), group)
+
+    def points(self, tenant: str, group: str) -> dict:
+        j = self._group(tenant, group)
+        e, l = j.earliest, j.latest
+        recoverable = e is not None and l is not None
+        return {
+            "group": group,
+            "volumes": [{"volume": v, "size": s} for v, s in sorted(j.volumes.items())],
+            "earliest": {"sequence": e.sequence, "timestamp_ns": e.timestamp_ns} if recoverable else None,
+            "latest": {"sequence": l.sequence, "timestamp_ns": l.timestamp_ns} if recoverable else None,
+            "retained_through": l.sequence if l else 0,
+            "bookmarks": [{"name": b.name, "sequence": b.sequence, "timestamp_ns": b.timestamp_ns}
+                          for b in j.bookmarks],
+        }
+
+    def plan(self, tenant: str, group: str, volume: str | None, at: At) -> Plan:
+        j = self._group(tenant, group)
+        volumes = j.check_volumes(volume)
+        return Plan(j, j.resolve(at, self.store), volumes)
+
+    def to_files(self, plan: Plan, outputs: dict[str, Path], progress: Progress | None = None) -> Result:
+        """Write images to local paths atomically (temporary name, then rename)."""
+        tmp = {v: p.with_name(f".{p.name}.partial") for v, p in outputs.items()}
+        try:
+            stats = synthesize(self.store, plan.journal, plan.point, tmp, self.prefetch, progress)
+            for v, p in outputs.items():
+                os.replace(tmp[v], p)
+        finally:
+            for t in tmp.values():
+                t.unlink(missing_ok=True)
+        res = Result(plan.journal.group, plan.point, stats=stats)
+        res.volumes = [{"volume": v, "path": str(p), "size": plan.journal.volumes[v]} for v, p in outputs.items()]
+        return res
+
+    def to_temp(self, plan: Plan, progress: Progress | None = None) -> tuple[dict[str, Path], SynthStats]:
+        """Images in the work dir; the caller deletes them."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        outputs = {v: Path(tempfile.mkstemp(prefix=f"{v}-", suffix=".img", dir=self.work_dir)[1])
+                   for v in plan.volumes}
+        try:
+            stats = synthesize(self.store, plan.journal, plan.point, outputs, self.prefetch, progress)
+        except BaseException:
+            for p in outputs.values():
+                p.unlink(missing_ok=True)
+            raise
+        return outputs, stats
+
+    def to_objects(self, plan: Plan, key_prefix: str | None = None, digest: bool = False,
+                   progress: Progress | None = None) -> Result:
+        """Images as objects in the tenant's bucket: ``<prefix><volume>.img``."""
+        prefix = key_prefix if key_prefix is not None else \
+            f"recoveries/{plan.journal.group}/seq-{plan.point.sequence:020d}/"
+        # A key not ending in "/" names the object itself (one volume only).
+        exact = key_prefix is not None and not key_prefix.endswith("/") and len(plan.volumes) == 1
+        keys = {v: check_target_key(prefix if exact else f"{prefix}{v}.img") for v in plan.volumes}
+        paths, stats = self.to_temp(plan, progress)
+        res = Result(plan.journal.group, plan.point, stats=stats)
+        try:
+            for v, path in paths.items():
+                upload_file(self.store, plan.journal.bucket, keys[v], path)
+                item = {"volume": v, "bucket": plan.journal.bucket, "key": keys[v], "size": plan.journal.volumes[v]}
+                if digest:
+                    item["sha256"] = file_sha256(path)
+                res.volumes.append(item)
+        finally:
+            for p in paths.values():
+                p.unlink(missing_ok=True)
+        return res
+
+
+def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
