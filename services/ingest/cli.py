@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve-ingest")
     def serve_ingest(
-        port: Annotated[Optional[int], typer.Option(help="default: $DIALBACK_INGEST_PORT or 8470")] = None,
+        port: Annotated[Optional[int], typer.Option(help="default: $DIALBACK_INGEST_PORT or 8100")] = None,
     ) -> None:
         """Run the ingest service on 127.0.0.1 (settings from DIALBACK_* variables)."""
         from services.ingest.__main__ import main

@@ -12,7 +12,7 @@ from shared.config import CommonSettings
 
 class IngestSettings(CommonSettings):
     ingest_host: str = Field("127.0.0.1", description="bind address (loopback unless fronted by a proxy)")
-    ingest_port: int = Field(8470, ge=0, le=65535, description="HTTP port")
+    ingest_port: int = Field(8100, ge=0, le=65535, description="HTTP port")
     tenants_file: Path | None = Field(None, description="tenants file; default $DIALBACK_HOME/tenants.json")
     writes_partitions: int = Field(3, ge=1, description="partitions of a new dialback.<tenant>.writes topic")
     replication: int = Field(1, ge=1, description="replication factor of new topics")

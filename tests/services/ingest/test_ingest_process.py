@@ -71,3 +71,44 @@ def test_killed_and_restarted_process_gives_same_answers(kafka_bootstrap, tmp_pa
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_parallel_groups_over_http(kafka_bootstrap, tmp_path, capsys):
+    """Several agents (groups) at once through uvicorn; prints the throughput seen."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tenants = tmp_path / "tenants.json"
+    token = create_tenant(tenants, "par-" + os.urandom(3).hex())
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIALBACK_")}
+    env.update(DIALBACK_KAFKA_BOOTSTRAP=kafka_bootstrap, DIALBACK_TENANTS_FILE=str(tenants),
+               DIALBACK_INGEST_PORT=str(port), DIALBACK_LOG_LEVEL="WARNING")
+    h = {"Authorization": f"Bearer {token}"}
+    groups, per_group, per = 4, 6, 960
+    bodies = {g: [batch(i * per + 1, (i + 1) * per, volume=f"disk{g}", size=1024) for i in range(per_group)]
+              for g in range(groups)}
+    proc = start(env, port, tmp_path / "ingest.log")
+    try:
+        def ship(g: int) -> int:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+                r = c.put(f"/v1/groups/g{g}", headers=h, json={"volumes": [{"volume": f"disk{g}", "size": 1 << 30}]})
+                assert r.status_code == 200, r.text
+                acked = 0
+                for body in bodies[g]:
+                    r = c.post(f"/v1/groups/g{g}/batches", content=body, headers={**h, "Content-Type": BATCH})
+                    assert r.status_code == 200, r.text
+                    acked = r.json()["acked_through"]
+                return acked
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(groups) as pool:
+            acked = list(pool.map(ship, range(groups)))
+        dt = time.perf_counter() - t0
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert acked == [per_group * per] * groups
+    total = sum(len(b) for bs in bodies.values() for b in bs)
+    with capsys.disabled():
+        print(f"\ningest over HTTP: {groups} groups in parallel, {total / 1e6:.1f} MB in {dt:.2f}s = "
+              f"{total / 1e6 / dt:.1f} MB/s (uvicorn process, real Kafka, includes registration)")
