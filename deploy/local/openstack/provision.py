@@ -10,6 +10,8 @@ so the next `start` is warm. Logs: <state_dir>/openstack/log.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from deploy.local.openstack import catalog, configure, dbsync, services, venv
 from deploy.local.openstack import layout as L
+from deploy.local.process import StartError
 from shared.config import default_cache, default_home
 
 
@@ -42,10 +45,28 @@ def _layout(state_dir: Path | None, cache_dir: Path | None) -> L.Layout:
     return L.Layout.of(Path(cache_dir or default_cache()), Path(state_dir or default_home()))
 
 
+RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+
+
+def ensure_rabbitmq() -> bool:
+    """Install Debian's rabbitmq-server if absent (root only); True if it installed."""
+    if RABBITMQ_SERVER.exists():
+        return False
+    if os.geteuid() != 0:
+        raise StartError("RabbitMQ is missing: run `apt-get install -y rabbitmq-server` as root, then retry.")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "rabbitmq-server"]):
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise StartError(f"`{' '.join(cmd)}` failed: {r.stderr.strip()[-500:]}")
+    return True
+
+
 def provision(cache_dir: Path | None = None) -> bool:
-    """Build the OpenStack venv unless an identical one is cached; True if it built."""
+    """Install RabbitMQ and build the OpenStack venv unless present; True if anything was built."""
     lay = _layout(None, cache_dir)
-    return venv.ensure(lay, lay.cache_dir / "venv-build.log")
+    installed = ensure_rabbitmq()
+    return venv.ensure(lay, lay.cache_dir / "venv-build.log") or installed
 
 
 def endpoints() -> OpenStackEndpoints:

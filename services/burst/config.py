@@ -1,0 +1,33 @@
+"""Burst settings (environment variables prefixed DIALBACK_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+
+from shared.config import CommonSettings, default_home
+
+
+class BurstSettings(CommonSettings):
+    burst_host: str = "127.0.0.1"
+    burst_port: int = 8085
+    burst_state_dir: Path = Field(default_factory=lambda: default_home() / "burst",
+                                  description="event logs of operations")
+    burst_images_dir: Path = Field(default_factory=lambda: default_home() / "burst" / "images",
+                                   description="raw images for FileImageSource (until recovery is wired)")
+    burst_default_flavor: str | None = Field(None, description="else: the smallest flavor that fits the image")
+    burst_prod_network: str = "dialback-prod"
+    burst_drtest_cidr: str = "10.252.0.0/24"
+    burst_boot_timeout: float = 300.0
+    burst_tick_seconds: float = 5.0
+    burst_usage_interval: float = 3600.0
+    burst_usage: bool = Field(True, description="emit usage events to Kafka")
+
+    os_auth_url: str = "http://127.0.0.1:5000/v3"
+    os_username: str = "admin"
+    os_password: SecretStr = SecretStr("dialback-local-admin")
+    os_project_name: str = "admin"
+    os_region_name: str = "RegionOne"
+    os_user_domain_name: str = "Default"
+    os_project_domain_name: str = "Default"

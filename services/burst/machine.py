@@ -1,0 +1,155 @@
+"""The operation state machine: an operation's state is the fold of its events.
+
+    requested -> provisioning -> running -> cleaning -> cleaned
+                      |             \\-> scaling -> running
+                      \\-> rolling_back -> failed
+
+`apply` refuses an event the current state does not allow (a bug, or a
+second writer), so a log can never describe an impossible history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.burst.model import OperationSpec
+
+TERMINAL = {"cleaned", "failed"}
+
+ALLOWED: dict[str, set[str]] = {
+    "OperationRequested": {"new"},
+    "ProvisioningStarted": {"requested", "provisioning"},
+    "NetworkCreated": {"provisioning", "scaling"},
+    "ImageUploaded": {"provisioning", "scaling"},
+    "PortCreated": {"provisioning", "scaling"},
+    "ServerCreated": {"provisioning", "scaling"},
+    "ServerActive": {"provisioning", "scaling"},
+    "HookRan": {"provisioning"},
+    "StageCompleted": {"provisioning"},
+    "OperationRunning": {"provisioning", "scaling"},
+    "ScaleRequested": {"running", "scaling"},
+    "ServerDeleted": {"scaling", "cleaning", "rolling_back"},
+    "UsageEmitted": {"running", "scaling", "cleaning", "rolling_back"},
+    "OperationFailed": {"requested", "provisioning", "scaling"},
+    "CleanupRequested": {"requested", "provisioning", "running", "scaling", "cleaning"},
+    "ResourceDeleted": {"cleaning", "rolling_back"},
+    "OperationCleaned": {"cleaning"},
+    "RolledBack": {"rolling_back"},
+}
+
+NEXT_STATUS = {
+    "OperationRequested": "requested",
+    "ProvisioningStarted": "provisioning",
+    "OperationRunning": "running",
+    "ScaleRequested": "scaling",
+    "OperationFailed": "rolling_back",
+    "CleanupRequested": "cleaning",
+    "OperationCleaned": "cleaned",
+    "RolledBack": "failed",
+}
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+@dataclass
+class OperationState:
+    tenant: str = ""
+    id: str = ""
+    status: str = "new"
+    spec: OperationSpec | None = None
+    network: dict[str, str] = field(default_factory=dict)        # network_id, subnet_id
+    images: dict[str, dict] = field(default_factory=dict)        # image key -> {id, checksum, size, seconds}
+    ports: dict[str, str] = field(default_factory=dict)          # server name -> port id
+    servers: dict[str, dict] = field(default_factory=dict)       # server name -> {id, flavor, status, ...}
+    stages_done: list[str] = field(default_factory=list)
+    desired_count: int | None = None
+    deadline: float | None = None
+    error: str | None = None
+    cleanup_reason: str | None = None
+    deleted: list[dict] = field(default_factory=list)
+    usage_until: dict[str, float] = field(default_factory=dict)  # server name -> billed up to (epoch)
+    timings: dict[str, float] = field(default_factory=dict)
+    requested_at: float | None = None
+    version: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def live_servers(self) -> dict[str, dict]:
+        return {n: s for n, s in self.servers.items() if not s.get("deleted")}
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant, "id": self.id, "status": self.status,
+            "kind": self.spec.kind.value if self.spec else None,
+            "servers": self.servers, "images": self.images, "network": self.network,
+            "stages_done": self.stages_done, "deadline": self.deadline, "error": self.error,
+            "cleanup_reason": self.cleanup_reason, "timings": self.timings, "events": self.version,
+            "spec": self.spec.model_dump(mode="json") if self.spec else None,
+        }
+
+
+def apply(state: OperationState, ev: dict) -> OperationState:
+    t = ev["type"]
+    if t not in ALLOWED:
+        raise IllegalTransition(f"unknown event type {t!r}")
+    if state.status not in ALLOWED[t]:
+        raise IllegalTransition(f"{t} is not allowed in state {state.status!r} (operation {state.id})")
+    s = state
+    if t == "OperationRequested":
+        s.spec = OperationSpec.model_validate(ev["spec"])
+        s.tenant, s.id, s.requested_at = s.spec.tenant, s.spec.id, ev["time"]
+        s.desired_count = s.spec.count
+    elif t == "NetworkCreated":
+        s.network = {"network_id": ev["network_id"], "subnet_id": ev["subnet_id"]}
+    elif t == "ImageUploaded":
+        s.images[ev["key"]] = {k: ev[k] for k in ("id", "checksum", "size", "seconds")}
+        s.timings["materialize"] = s.timings.get("materialize", 0.0) + ev.get("materialize_seconds", 0.0)
+        s.timings["image_upload"] = s.timings.get("image_upload", 0.0) + ev["seconds"]
+    elif t == "PortCreated":
+        s.ports[ev["name"]] = ev["port_id"]
+    elif t == "ServerCreated":
+        s.servers[ev["name"]] = {"id": ev["server_id"], "flavor": ev["flavor"], "status": "BUILD",
+                                 "image": ev["image_id"], "stage": ev["stage"], "created_at": ev["time"]}
+    elif t == "ServerActive":
+        s.servers[ev["name"]].update(status="ACTIVE", addresses=ev["addresses"], active_at=ev["time"])
+        s.usage_until.setdefault(ev["name"], ev["time"])
+        s.timings["boot"] = max(s.timings.get("boot", 0.0), ev["seconds"])
+    elif t == "HookRan":
+        pass
+    elif t == "StageCompleted":
+        s.stages_done.append(ev["stage"])
+    elif t == "OperationRunning":
+        s.deadline = ev.get("deadline")
+        if s.requested_at is not None:
+            s.timings["to_running"] = ev["time"] - s.requested_at
+    elif t == "ScaleRequested":
+        s.desired_count = ev["count"]
+    elif t == "ServerDeleted":
+        s.servers[ev["name"]].update(deleted=True, status="DELETED")
+        s.ports.pop(ev["name"], None)  # its port went with it; a later scale-up makes a new one
+    elif t == "UsageEmitted":
+        s.usage_until[ev["name"]] = ev["until"]
+    elif t == "OperationFailed":
+        s.error = ev["error"]
+    elif t == "CleanupRequested":
+        s.cleanup_reason = s.cleanup_reason or ev["reason"]
+    elif t == "ResourceDeleted":
+        s.deleted.append({"kind": ev["kind"], "id": ev["id"]})
+        for srv in s.servers.values():
+            if ev["kind"] == "server" and srv["id"] == ev["id"]:
+                srv.update(deleted=True, status="DELETED")
+    s.status = NEXT_STATUS.get(t, s.status)
+    s.version += 1
+    return s
+
+
+def fold(events: list[dict]) -> OperationState:
+    state = OperationState()
+    for ev in events:
+        state = apply(state, ev)
+    return state

@@ -1,0 +1,162 @@
+"""The OpenStack provider, on openstacksdk.
+
+Tagging: servers get nova tags "k=v" and metadata k: v; images get Glance
+tags and properties; networks, subnets and ports get Neutron tags at
+creation (one request, so a crash cannot leave an untagged resource).
+Servers boot on a port we create and tag ourselves: nova would leave the
+ports it makes untagged.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import openstack
+from openstack import exceptions as osexc
+
+from services.burst.errors import BurstError, ProvisionFailed, QuotaExceeded, UnknownFlavor, UnknownNetwork
+from services.burst.provider.base import (Flavor, Headroom, ImageInfo, Provider, Resource, ServerInfo, tag_list)
+
+
+def _is_quota(err: Exception) -> bool:
+    text = str(err).lower()
+    return "quota" in text and ("exceed" in text or "over" in text)
+
+
+class OpenStackProvider(Provider):
+    def __init__(self, **connect_kwargs) -> None:
+        self.conn = openstack.connect(**connect_kwargs)
+
+    @classmethod
+    def from_settings(cls, s) -> "OpenStackProvider":
+        return cls(auth_url=s.os_auth_url, username=s.os_username, password=s.os_password.get_secret_value(),
+                   project_name=s.os_project_name, region_name=s.os_region_name,
+                   user_domain_name=s.os_user_domain_name, project_domain_name=s.os_project_domain_name,
+                   identity_api_version="3")
+
+    def flavors(self) -> dict[str, Flavor]:
+        return {f.name: Flavor(f.name, f.vcpus, f.ram, f.disk) for f in self.conn.compute.flavors()}
+
+    def find_network(self, name: str) -> str | None:
+        net = self.conn.network.find_network(name, ignore_missing=True)
+        return net.id if net else None
+
+    def headroom(self) -> Headroom:
+        a = self.conn.compute.get_limits().absolute
+
+        def left(limit, used):
+            return None if limit is None or limit < 0 else max(0, limit - (used or 0))
+
+        return Headroom(left(a.instances, a.instances_used), left(a.total_cores, a.total_cores_used),
+                        left(a.total_ram, a.total_ram_used))
+
+    def ensure_network(self, name: str, cidr: str, tags: dict[str, str]) -> tuple[str, str]:
+        tl = tag_list(tags)
+        net = next(iter(self.conn.network.networks(name=name, tags=",".join(tl))), None)
+        if net is None:
+            net = self.conn.network.create_network(name=name, tags=tl, port_security_enabled=False)
+        sub = next(iter(self.conn.network.subnets(network_id=net.id, tags=",".join(tl))), None)
+        if sub is None:
+            sub = self.conn.network.create_subnet(network_id=net.id, name=name, ip_version=4, cidr=cidr,
+                                                  enable_dhcp=False, gateway_ip=None, tags=tl)
+        return net.id, sub.id
+
+    def ensure_image(self, name: str, path: Path, tags: dict[str, str]) -> ImageInfo:
+        tl = tag_list(tags)
+        for img in self.conn.image.images(name=name, tag=tl):
+            if img.status == "active":
+                return ImageInfo(img.id, img.checksum, img.size, img.status)
+            # An upload cut short by a crash: start again from a clean image.
+            self.conn.image.delete_image(img, ignore_missing=True)
+        img = self.conn.image.create_image(
+            name=name, filename=str(path), disk_format="raw", container_format="bare", tags=tl,
+            allow_duplicates=True, wait=True, timeout=3600, meta=None, **{k: v for k, v in tags.items()})
+        img = self.conn.image.get_image(img.id)
+        if img.status != "active":
+            raise ProvisionFailed(f"Glance left image {img.id} in status {img.status!r} after upload")
+        return ImageInfo(img.id, img.checksum, img.size, img.status)
+
+    def ensure_port(self, name: str, network_id: str, tags: dict[str, str]) -> str:
+        tl = tag_list(tags)
+        port = next(iter(self.conn.network.ports(name=name, tags=",".join(tl))), None)
+        if port is None:
+            try:
+                port = self.conn.network.create_port(network_id=network_id, name=name, tags=tl)
+            except osexc.NotFoundException as err:
+                raise UnknownNetwork(f"network {network_id} does not exist") from err
+            except osexc.HttpException as err:
+                if _is_quota(err):
+                    raise QuotaExceeded(f"Neutron refused a port: {err}. Raise the network quota.") from err
+                raise
+        return port.id
+
+    def ensure_server(self, name: str, image_id: str, flavor: str, port_id: str | None,
+                      tags: dict[str, str]) -> str:
+        tl = tag_list(tags)
+        for srv in self.conn.compute.servers(name=f"^{name}$", tags=",".join(tl)):
+            return srv.id
+        fl = self.conn.compute.find_flavor(flavor, ignore_missing=True)
+        if fl is None:
+            raise UnknownFlavor(f"flavor {flavor!r} does not exist; known: {', '.join(sorted(self.flavors()))}")
+        try:
+            srv = self.conn.compute.create_server(
+                name=name, image_id=image_id, flavor_id=fl.id, tags=tl, metadata=dict(tags),
+                networks=[{"port": port_id}] if port_id else "none")
+        except osexc.HttpException as err:
+            if err.status_code in (403, 413) and _is_quota(err):
+                raise QuotaExceeded(f"Nova refused server {name}: {err.details or err}. "
+                                    "Raise the project's instance/cores/ram quota or ask for fewer servers.") from err
+            raise ProvisionFailed(f"Nova refused server {name}: {err.details or err}") from err
+        return srv.id
+
+    def wait_active(self, server_id: str, timeout: float) -> ServerInfo:
+        srv = self.conn.compute.get_server(server_id)
+        try:
+            srv = self.conn.compute.wait_for_server(srv, status="ACTIVE", failures=["ERROR"], interval=0.5,
+                                                    wait=int(timeout))
+        except osexc.ResourceFailure as err:
+            fault = (self.conn.compute.get_server(server_id).fault or {}).get("message", "")
+            raise ProvisionFailed(f"server {server_id} went to ERROR: {fault or err}") from err
+        except osexc.ResourceTimeout as err:
+            raise ProvisionFailed(f"server {server_id} not ACTIVE within {timeout:.0f}s") from err
+        addrs = {net: [a["addr"] for a in lst] for net, lst in (srv.addresses or {}).items()}
+        return ServerInfo(srv.id, srv.status, addrs)
+
+    def list_tagged(self, tags: dict[str, str]) -> list[Resource]:
+        if not tags:
+            return []
+        tl = tag_list(tags)
+        c = self.conn
+        out = [Resource("server", s.id, s.name) for s in c.compute.servers(tags=",".join(tl))]
+        out += [Resource("port", p.id, p.name) for p in c.network.ports(tags=",".join(tl))]
+        out += [Resource("volume", v.id, v.name) for v in c.block_storage.volumes(metadata=dict(tags))]
+        out += [Resource("image", i.id, i.name) for i in c.image.images(tag=tl)]
+        out += [Resource("subnet", s.id, s.name) for s in c.network.subnets(tags=",".join(tl))]
+        out += [Resource("network", n.id, n.name) for n in c.network.networks(tags=",".join(tl))]
+        return out
+
+    def delete(self, resource: Resource, wait: float = 120.0) -> None:
+        c, rid = self.conn, resource.id
+        try:
+            if resource.kind == "server":
+                c.compute.delete_server(rid, ignore_missing=True)
+                srv = c.compute.find_server(rid, ignore_missing=True)
+                if srv is not None:
+                    c.compute.wait_for_delete(srv, interval=0.5, wait=int(wait))
+            elif resource.kind == "port":
+                c.network.delete_port(rid, ignore_missing=True)
+            elif resource.kind == "volume":
+                c.block_storage.delete_volume(rid, ignore_missing=True)
+            elif resource.kind == "image":
+                c.image.delete_image(rid, ignore_missing=True)
+            elif resource.kind == "subnet":
+                c.network.delete_subnet(rid, ignore_missing=True)
+            elif resource.kind == "network":
+                c.network.delete_network(rid, ignore_missing=True)
+            else:
+                raise BurstError(f"cannot delete unknown resource kind {resource.kind!r}")
+        except osexc.NotFoundException:
+            pass
+        except osexc.ResourceTimeout as err:
+            raise ProvisionFailed(f"{resource.kind} {rid} still there after {wait:.0f}s") from err
