@@ -17,9 +17,12 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicP
 
 from services.ingest.bus.base import BusUnavailable, ControlLog, WritesLog, control_key
 from shared.bus.kafka import BusError, Producer, consumer, ensure_topics
+from shared.frames import MAX_BATCH_BYTES
 from shared.tenancy import control_topic, writes_topic
 
 log = logging.getLogger(__name__)
+
+WRITES_MAX_MESSAGE_BYTES = 2 * MAX_BATCH_BYTES
 
 
 def _ensure(bootstrap: str, topic: str, **kw) -> None:
@@ -43,8 +46,10 @@ class KafkaWritesLog(WritesLog):
     def ensure(self, tenant: str) -> None:
         topic = writes_topic(tenant)
         if topic not in self._ensured:
+            # A 1 MiB batch plus key and headers is just over Kafka's default
+            # max.message.bytes (1000012): set the limit on the topic, not on faith in the broker.
             _ensure(self.bootstrap, topic, partitions=self.partitions, replication=self.replication,
-                    timeout=self.timeout)
+                    config={"max.message.bytes": str(WRITES_MAX_MESSAGE_BYTES)}, timeout=self.timeout)
             self._ensured.add(topic)
 
     def close(self) -> None:

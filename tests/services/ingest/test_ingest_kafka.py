@@ -61,6 +61,9 @@ def test_topics_created_with_contracted_layout(live):
     adm = admin(live.bootstrap)  # keep the handle alive until the future resolves
     cfg = adm.describe_configs([res])[res].result(20)
     assert cfg["cleanup.policy"].value == "compact"
+    wres = ConfigResource(ConfigResource.Type.TOPIC, writes_topic(live.tenant))
+    wcfg = adm.describe_configs([wres])[wres].result(20)
+    assert int(wcfg["max.message.bytes"].value) > (1 << 20) + 1024
     events = read_topic(live.bootstrap, control_topic(live.tenant))
     assert [(k, json.loads(v)["type"]) for k, v, _, _ in events] == [(b"group/g1", "GroupRegistered")]
 
