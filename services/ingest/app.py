@@ -19,13 +19,14 @@ log = logging.getLogger(__name__)
 
 
 def kafka_logs(settings: IngestSettings) -> tuple[WritesLog, ControlLog]:
-    from services.ingest.bus.kafka import KafkaControlLog, KafkaWritesLog
+    from services.ingest.bus.kafka import KafkaControlLog, KafkaWritesLog, RenewingProducer
     from shared.bus.kafka import Producer
 
     timeout = settings.produce_timeout_s
     # librdkafka gives up on a message after message.timeout.ms; the wait in
     # send_sync is longer, so a failed send is final and never lands later.
-    producer = Producer(settings.kafka_bootstrap, **{"message.timeout.ms": int(timeout * 1000)})
+    producer = RenewingProducer(
+        lambda: Producer(settings.kafka_bootstrap, **{"message.timeout.ms": int(timeout * 1000)}))
     return (
         KafkaWritesLog(settings.kafka_bootstrap, producer, settings.writes_partitions, settings.replication,
                        timeout=timeout + 5),

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
+from typing import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
@@ -36,9 +38,41 @@ def _ensure(bootstrap: str, topic: str, **kw) -> None:
         raise BusUnavailable(f"cannot create {topic}: {err}") from err
 
 
+class RenewingProducer:
+    """A shared.bus.kafka.Producer that is replaced after a failed send.
+
+    An idempotent producer can enter a fatal state (e.g. the broker lost its
+    producer id) in which every later send fails; a fresh producer does not
+    inherit it. Replacing is safe: a failed ``send_sync`` has waited past
+    ``message.timeout.ms``, so the old producer holds nothing of ours, and a
+    group's sends are serialized by the service, so no order is lost.
+    """
+
+    def __init__(self, factory: Callable[[], Producer]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._p = factory()
+        self.renewals = 0
+
+    def send_sync(self, topic: str, value: bytes, key: bytes | None = None, headers: list | None = None,
+                  timeout: float = 20.0):
+        p = self._p
+        try:
+            return p.send_sync(topic, value, key=key, headers=headers, timeout=timeout)
+        except BusUnavailable:
+            with self._lock:
+                if self._p is p:  # another thread may have renewed it already
+                    self._p = self._factory()
+                    self.renewals += 1
+            raise
+
+    def flush(self, timeout: float = 10.0) -> int:
+        return self._p.flush(timeout)
+
+
 class KafkaWritesLog(WritesLog):
-    def __init__(self, bootstrap: str, producer: Producer, partitions: int = 3, replication: int = 1,
-                 timeout: float = 20.0) -> None:
+    def __init__(self, bootstrap: str, producer: Producer | RenewingProducer, partitions: int = 3,
+                 replication: int = 1, timeout: float = 20.0) -> None:
         self.bootstrap, self.producer = bootstrap, producer
         self.partitions, self.replication, self.timeout = partitions, replication, timeout
         self._ensured: set[str] = set()
@@ -62,7 +96,8 @@ class KafkaWritesLog(WritesLog):
 
 
 class KafkaControlLog(ControlLog):
-    def __init__(self, bootstrap: str, producer: Producer, replication: int = 1, timeout: float = 20.0) -> None:
+    def __init__(self, bootstrap: str, producer: Producer | RenewingProducer, replication: int = 1,
+                 timeout: float = 20.0) -> None:
         self.bootstrap, self.producer = bootstrap, producer
         self.replication, self.timeout = replication, timeout
         self._ensured: set[str] = set()

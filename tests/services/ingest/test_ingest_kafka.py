@@ -142,6 +142,7 @@ def test_kafka_stopped_is_503_and_nothing_acked(live, kafka_server):
             assert int(r.headers["Retry-After"]) > 0 and "retry later" in r.json()["detail"]
             assert waited < live.settings.produce_timeout_s + 10
             assert c.get("/v1/groups/g1", headers=live.headers).json()["acked_through"] == 5
+            assert c.app.state.service.writes.producer.renewals >= 1  # the failed producer was replaced
         finally:
             kafka_server.start()
         deadline = time.monotonic() + 60
