@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.metering import metrics  # noqa: F401  (registers the service metrics on /metrics)
 from services.metering.api import licences, usage
 from services.metering.api.deps import Authenticator
 from services.metering.feed import BillingFeed

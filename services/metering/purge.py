@@ -4,8 +4,11 @@ Deleting means every object under ``groups/<group>/`` in the tenant's bucket,
 through the ObjectStore interface. The bytes deleted are metered
 (``data.purged_bytes``). Order per chunk of keys: emit the usage event (its id
 is derived from the chunk, so a rerun emits the same id and metering counts
-it once), wait for Kafka's acknowledgement, then delete. A crash in between
-re-deletes the same chunk on the next run and meters it once. Switching
+it once), wait for Kafka's acknowledgement, then delete. One event per object
+(id from tenant, group, switch-off time, key and size): chunk-level ids would
+change when a crash leaves a chunk half deleted, and the rest would be
+metered twice. A crash in between re-meters (same ids, counted once) and
+re-deletes only what is left. Switching
 protection back on before the grace period ends cancels the purge.
 """
 
@@ -73,9 +76,13 @@ class PurgeJob:
         for i in range(0, len(infos), CHUNK):
             chunk = infos[i:i + CHUNK]
             size = sum(o.size for o in chunk)
-            eid = str(uuid.uuid5(PURGE_NAMESPACE, f"{tenant}|{group}|{off}|{chunk[0].key}|{chunk[-1].key}|{size}"))
-            self.emitter.emit(tenant, subject(tenant, "groups", group), Meter.PURGED_BYTES, size,
-                              time=datetime.fromtimestamp(self.clock(), timezone.utc), id=eid)
+            # the moment the purge fell due, not "now": a rerun must give the same event the same
+            # time, because metering deduplicates ids within the event's hour
+            when = datetime.fromtimestamp(off + self.grace_s, timezone.utc)
+            subj = subject(tenant, "groups", group)
+            for o in chunk:
+                eid = str(uuid.uuid5(PURGE_NAMESPACE, f"{tenant}|{group}|{off}|{o.key}|{o.size}"))
+                self.emitter.emit(tenant, subj, Meter.PURGED_BYTES, o.size, time=when, id=eid)
             self.emitter.flush()  # metered before deleted: never a silent deletion
             for o in chunk:
                 self.store.delete(bucket, o.key)

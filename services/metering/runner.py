@@ -83,7 +83,11 @@ class MeteringRunner:
         if self._licence_tail is None:
             self._licence_tail = Tail(self.s.kafka_bootstrap, self.s.licensing_topic, self.licences.apply_record)
         self._consumer = consumer(self.s.kafka_bootstrap, self.s.metering_group,
-                                  **{"fetch.max.bytes": 32 * 1024 * 1024})
+                                  **{"fetch.max.bytes": 32 * 1024 * 1024,
+                                     # static membership: a restarted instance takes its partitions back
+                                     # at once instead of waiting for the dead member's session to expire
+                                     "group.instance.id": self.s.metering_transactional_id,
+                                     "session.timeout.ms": 15000})
         self._consumer.subscribe([self.s.usage_topic])
 
     def close(self) -> None:
