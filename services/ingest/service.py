@@ -67,6 +67,7 @@ class IngestService:
         self._tenants: dict[str, TenantState] = {}
         self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._group_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._running: set[asyncio.Future] = set()
 
     # -- state ---------------------------------------------------------------
 
@@ -139,6 +140,15 @@ class IngestService:
     async def accept_batch(self, tenant: str, group: str, body: bytes) -> tuple[int, Plan]:
         """Validate, produce and acknowledge one batch; returns (acked_through, plan)."""
         await self.get_group(tenant, group)
+        # A client that disconnects must not cut the work short between the
+        # writes produce and the control append, nor release the group's lock
+        # while a produce is still running in its thread: run it as its own task.
+        task = asyncio.ensure_future(self._accept_locked(tenant, group, body))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return await asyncio.shield(task)
+
+    async def _accept_locked(self, tenant: str, group: str, body: bytes) -> tuple[int, Plan]:
         st = self._tenants[tenant]
         async with self._group_locks.setdefault((tenant, group), asyncio.Lock()):
             gs = st.groups[group]  # re-read under the lock: a previous batch may have advanced it

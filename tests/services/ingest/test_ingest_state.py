@@ -115,3 +115,27 @@ def test_concurrent_posts_to_one_group_are_serialized(harness, tenants):
     assert sorted(m.key for m in msgs) == [b"g1", b"g2"]
     assert slow.max_in_flight == 2
     assert elapsed < 4 * 0.2 + 0.5
+
+
+def test_cancelled_request_still_finishes_its_batch(harness, tenants):
+    """A client gone mid-produce: the batch is still acknowledged to the control log, and
+    the group stays locked until then, so the resend is recognised as a duplicate."""
+    slow = SlowWritesLog(harness.broker, 0.3)
+    harness.writes = slow
+    app = harness.app(preload=False)
+    service = app.state.service
+
+    async def run():
+        await service.register_group("acme", "g1", [{"volume": "disk0", "size": VOLUME_SIZE}])
+        first = asyncio.ensure_future(service.accept_batch("acme", "g1", batch(1, 5)))
+        await asyncio.sleep(0.1)  # inside the produce
+        first.cancel()
+        resend = await service.accept_batch("acme", "g1", batch(1, 5))
+        return first, resend
+
+    first, (acked, plan) = asyncio.run(run())
+    assert first.cancelled()
+    assert acked == 5 and plan.data is None  # the resend waited for the first and was a duplicate
+    assert len(harness.broker.topics[writes_topic("acme")]) == 1
+    acks = [json.loads(m.value) for m in harness.broker.topics[control_topic("acme")]]
+    assert [e["acked_through"] for e in acks if e["type"] == "BatchAcked"] == [5]
