@@ -11,7 +11,7 @@ from shared.config import CommonSettings, default_home
 
 class RecoverySettings(CommonSettings):
     recovery_host: str = Field("127.0.0.1", description="bind address of the recovery API")
-    recovery_port: int = Field(8082, ge=1, le=65535)
+    recovery_port: int = Field(8102, ge=1, le=65535)
     recovery_work_dir: Path | None = Field(None, description="where images are built; default $DIALBACK_HOME/recovery")
     recovery_prefetch: int = Field(4, ge=1, le=32, description="segments fetched ahead while applying")
     tenants_file: Path | None = Field(None, description="default $DIALBACK_HOME/tenants.json")

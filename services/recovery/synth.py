@@ -1,7 +1,7 @@
 """Image synthesis: apply a group's journal up to a point onto sparse images.
 
-One pass over the segments rebuilds every requested volume of the group at
-the same sequence (a consistency group is recovered at one point). Segments
+One pass over the segments (newest first) rebuilds every requested volume
+of the group at the same sequence (a consistency group is recovered at one point). Segments
 are fetched by a small thread pool a few ahead of the one being applied, so
 memory stays bounded at about ``prefetch`` segments while the network and
 the disk overlap.
@@ -18,6 +18,7 @@ from typing import Callable
 import zstandard
 
 from services.recovery import sparse
+from services.recovery.coverage import Coverage
 from services.recovery.planner import GroupJournal, Point
 from shared.frames import Codec, Kind
 from shared.journal import JournalError, iter_segment_records
@@ -40,15 +41,19 @@ def synthesize(store: ObjectStore, journal: GroupJournal, point: Point, outputs:
     """Write each volume of ``outputs`` (volume -> path) as it was at ``point``.
 
     The caller validated ``point`` and the volumes (planner) before calling.
-    Raises JournalError if a segment is missing records or corrupt: an image
-    is never returned silently incomplete.
+    Segments are applied newest first and only bytes no newer record wrote
+    are written (see :mod:`coverage`): overwritten data is neither
+    decompressed nor written, and zeroes/trims cost nothing on a fresh sparse
+    image. Every sequence from ``point`` down to 1 must be seen exactly once;
+    otherwise JournalError: an image is never returned silently incomplete.
     """
-    entries = journal.entries_through(point.sequence)
+    entries = list(reversed(journal.entries_through(point.sequence)))
     total = sum(e.size for e in entries)
     fds = {v: sparse.create(p, journal.volumes[v]) for v, p in outputs.items()}
+    covers = {v: Coverage() for v in outputs}
     stats = SynthStats()
     dctx = zstandard.ZstdDecompressor()
-    applied = 0  # highest sequence applied (records of other volumes count too)
+    expected = point.sequence  # the next (lower) sequence to apply
     try:
         with ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool:
             futures: list[Future] = []
@@ -57,8 +62,7 @@ def synthesize(store: ObjectStore, journal: GroupJournal, point: Point, outputs:
             def fill() -> None:
                 nonlocal nxt
                 while nxt < len(entries) and len(futures) < prefetch:
-                    e = entries[nxt]
-                    futures.append(pool.submit(store.get, journal.bucket, e.segment))
+                    futures.append(pool.submit(store.get, journal.bucket, entries[nxt].segment))
                     nxt += 1
 
             fill()
@@ -66,15 +70,14 @@ def synthesize(store: ObjectStore, journal: GroupJournal, point: Point, outputs:
                 e = entries[stats.segments]
                 body = futures.pop(0).result()
                 fill()
-                for rec in iter_segment_records(body, e.segment):
+                records = list(iter_segment_records(body, e.segment))
+                for rec in reversed(records):
                     seq = rec.sequence
-                    if seq <= applied:
-                        continue  # overlap with an earlier entry
-                    if seq > point.sequence:
-                        break
-                    if seq != applied + 1:
-                        raise JournalError(f"{e.segment}: expected sequence {applied + 1}, found {seq}")
-                    applied = seq
+                    if seq > expected:
+                        continue  # after the point, or already applied from an overlapping newer entry
+                    if seq != expected:
+                        raise JournalError(f"{e.segment}: expected sequence {expected}, found {seq}")
+                    expected -= 1
                     fd = fds.get(rec.volume)
                     if fd is None or rec.kind == Kind.BOOKMARK:
                         continue
@@ -82,27 +85,32 @@ def synthesize(store: ObjectStore, journal: GroupJournal, point: Point, outputs:
                     if rec.offset + rec.length > size:
                         raise JournalError(f"{e.segment}: record {seq} writes {rec.offset}+{rec.length} "
                                            f"past the end of {rec.volume} ({size} bytes)")
-                    if rec.kind == Kind.DATA:
-                        if rec.codec == Codec.ZSTD:
-                            data = dctx.decompress(rec.payload, max_output_size=rec.length)
-                            if len(data) != rec.length:
-                                raise JournalError(f"{e.segment}: record {seq} decompresses to {len(data)} "
-                                                   f"bytes, header says {rec.length}")
-                        else:
-                            data = rec.payload
-                        os.pwrite(fd, data, rec.offset)
-                        stats.data_bytes += rec.length
-                    else:  # ZEROES and TRIM both read back as zeroes
-                        sparse.zero_range(fd, rec.offset, rec.length)
+                    free = covers[rec.volume].claim(rec.offset, rec.offset + rec.length)
                     stats.records_applied += 1
+                    if not free or rec.kind != Kind.DATA:
+                        continue  # the image starts as zeroes: ZEROES/TRIM need no I/O
+                    data = _payload(dctx, rec, e.segment)
+                    for a, b in free:
+                        os.pwrite(fd, data[a - rec.offset: b - rec.offset], a)
+                        stats.data_bytes += b - a
                 stats.segments += 1
                 stats.segment_bytes += e.size
                 if progress:
                     progress(stats.segment_bytes, total)
-        if applied != point.sequence:
-            raise JournalError(f"journal of group {journal.group!r} ends at sequence {applied}, "
-                               f"short of the requested {point.sequence}")
+        if expected != 0:
+            raise JournalError(f"journal of group {journal.group!r} is missing sequences 1..{expected} "
+                               f"needed for sequence {point.sequence}")
     finally:
         for fd in fds.values():
             os.close(fd)
     return stats
+
+
+def _payload(dctx: zstandard.ZstdDecompressor, rec, where: str) -> memoryview:
+    if rec.codec != Codec.ZSTD:
+        return memoryview(rec.payload)
+    data = dctx.decompress(rec.payload, max_output_size=rec.length)
+    if len(data) != rec.length:
+        raise JournalError(f"{where}: record {rec.sequence} decompresses to {len(data)} bytes, "
+                           f"header says {rec.length}")
+    return memoryview(data)
