@@ -129,7 +129,10 @@ def test_throughput_one_mib_batches(live, capsys):
 
 def test_kafka_stopped_is_503_and_nothing_acked(live, kafka_server):
     """Stops the session's broker, so it runs last in this module and restarts it."""
-    assert kafka_server.managed is not None, "needs a broker this session started (not DIALBACK_TEST_KAFKA_BOOTSTRAP)"
+    if kafka_server.managed is None:
+        # Allowed by the brief: an external broker (DIALBACK_TEST_KAFKA_BOOTSTRAP) cannot be stopped
+        # from here. test_ingest_no_kafka.py still covers "no broker" without stopping anything.
+        pytest.skip("the broker was not started by this session, so it cannot be stopped")
     with live.client() as c:
         live.register(c, "g1")
         assert live.post(c, "g1", batch(1, 5)).json() == {"acked_through": 5}
