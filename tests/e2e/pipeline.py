@@ -1,0 +1,200 @@
+"""The whole data path as real processes: agent → ingest → Kafka → retention → MinIO → recovery.
+
+Each Dialback process runs as a subprocess (``python -m ...``) with the
+DIALBACK_* environment pointing at the test's real Kafka and MinIO, so tests
+can stop, kill and restart any one of them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from deploy.local.process import Managed, free_port
+from shared.auth import create_tenant
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class Agent:
+    managed: Managed
+    group: str
+    volumes: dict[str, Path]
+    nbd_port: int
+    control_url: str
+
+    def status(self) -> dict:
+        return httpx.get(f"{self.control_url}/status", timeout=10).json()
+
+    def group_status(self) -> dict:
+        return self.status()["groups"][self.group]
+
+    def bookmark(self, name: str, fsfreeze: str | None = None) -> dict:
+        body = {"group": self.group, "name": name}
+        if fsfreeze:
+            body["fsfreeze"] = fsfreeze
+        r = httpx.post(f"{self.control_url}/v1/bookmarks", json=body, timeout=60)
+        r.raise_for_status()
+        return r.json()
+
+    def wait_shipped(self, timeout: float = 120.0) -> int:
+        """Wait until ingest acknowledged everything spooled; returns that sequence."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            g = self.group_status()
+            if (g["initial_sync_complete"] and g["last_sequence"] == g["acked_through"]
+                    and not g["resync_pending"] and not g["overflow"]):
+                return g["acked_through"]
+            time.sleep(0.3)
+        raise TimeoutError(f"agent did not ship everything within {timeout}s: {self.group_status()}")
+
+
+@dataclass
+class Pipeline:
+    env: dict[str, str]
+    home: Path
+    tenant: str
+    token: str
+    ports: dict[str, int] = field(default_factory=dict)
+    services: dict[str, Managed] = field(default_factory=dict)
+    agents: list[Agent] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, stack_env: dict[str, str], home: Path) -> "Pipeline":
+        home.mkdir(parents=True, exist_ok=True)
+        tenant = f"t{uuid.uuid4().hex[:10]}"
+        tenants_file = home / "tenants.json"
+        token = create_tenant(tenants_file, tenant)
+        ports = {"ingest": free_port(), "recovery": free_port(), "retention": free_port()}
+        env = {
+            **stack_env,
+            "DIALBACK_HOME": str(home),
+            "DIALBACK_TENANTS_FILE": str(tenants_file),
+            "DIALBACK_INGEST_PORT": str(ports["ingest"]),
+            "DIALBACK_RECOVERY_PORT": str(ports["recovery"]),
+            "DIALBACK_RETENTION_WEB_PORT": str(ports["retention"]),
+            "DIALBACK_RETENTION_APP_ID": f"retention-{tenant}",
+            "DIALBACK_RETENTION_RESCAN_INTERVAL": "2",
+            "PYTHONUNBUFFERED": "1",
+        }
+        return cls(env, home, tenant, token, ports)
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['ingest']}"
+
+    @property
+    def recovery_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['recovery']}"
+
+    def service(self, name: str) -> Managed:
+        if name not in self.services:
+            port = self.ports[name]
+            self.services[name] = Managed(
+                name, [sys.executable, "-m", f"services.{name}"], self.home / "run",
+                ready=lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), env=self.env,
+            )
+        return self.services[name]
+
+    def start(self, *names: str) -> None:
+        for n in names or ("ingest", "retention", "recovery"):
+            self.service(n).start(timeout=120)
+
+    def start_agent(self, group: str, volumes: dict[str, Path], spool_limit: int | None = None,
+                    extra: dict[str, str] | None = None) -> Agent:
+        nbd_port, control_port = free_port(), free_port()
+        env = {
+            **self.env,
+            "DIALBACK_AGENT_INGEST": self.ingest_url,
+            "DIALBACK_AGENT_TOKEN": self.token,
+            "DIALBACK_AGENT_GROUP": group,
+            "DIALBACK_AGENT_VOLUMES": ",".join(f"{k}={v}" for k, v in volumes.items()),
+            "DIALBACK_AGENT_SPOOL_DIR": str(self.home / f"spool-{group}"),
+            "DIALBACK_AGENT_NBD_PORT": str(nbd_port),
+            "DIALBACK_AGENT_CONTROL_PORT": str(control_port),
+            **({"DIALBACK_AGENT_SPOOL_LIMIT_BYTES": str(spool_limit)} if spool_limit else {}),
+            **(extra or {}),
+        }
+        control = f"http://127.0.0.1:{control_port}"
+        m = Managed(f"agent-{group}", [sys.executable, "-m", "agent"], self.home / "run",
+                    ready=lambda: _http_ok(f"{control}/status"), env=env)
+        m.start(timeout=60)
+        agent = Agent(m, group, volumes, nbd_port, control)
+        self.agents.append(agent)
+        return agent
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def points(self, group: str) -> dict:
+        r = httpx.get(f"{self.recovery_url}/v1/groups/{group}/points", headers=self.auth(), timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+    def wait_recoverable(self, group: str, sequence: int, timeout: float = 120.0) -> dict:
+        """Wait until the point ``sequence`` is recoverable from MinIO."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            r = httpx.get(f"{self.recovery_url}/v1/groups/{group}/points", headers=self.auth(), timeout=30)
+            if r.status_code == 200:
+                last = r.json()
+                if last["latest"] and last["latest"]["sequence"] >= sequence:
+                    return last
+            time.sleep(0.3)
+        raise TimeoutError(f"sequence {sequence} of {group} not recoverable within {timeout}s: {last}\n{self.logs()}")
+
+    def download(self, group: str, volume: str, out: Path, **at) -> httpx.Response:
+        """Stream the volume's image at the point (sequence=, timestamp_ns= or bookmark=) into ``out``."""
+        with httpx.stream("GET", f"{self.recovery_url}/v1/groups/{group}/volumes/{volume}/image",
+                          params=at, headers=self.auth(), timeout=300) as r:
+            if r.status_code != 200:
+                r.read()
+                return r
+            with open(out, "wb") as f:
+                for chunk in r.iter_bytes(1 << 20):
+                    f.write(chunk)
+            return r
+
+    def stop_all(self) -> None:
+        for a in self.agents:
+            a.managed.stop()
+        for s in self.services.values():
+            s.stop()
+
+    def logs(self) -> str:
+        out = []
+        for m in [*self.services.values(), *(a.managed for a in self.agents)]:
+            try:
+                out.append(f"--- {m.name} ---\n" + "\n".join(m.log_file.read_text(errors="replace").splitlines()[-40:]))
+            except OSError:
+                pass
+        return "\n".join(out)
+
+
+def sha256_file(path: Path, size: int | None = None) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        remaining = size if size is not None else 1 << 62
+        while remaining > 0 and (chunk := f.read(min(1 << 20, remaining))):
+            h.update(chunk)
+            remaining -= len(chunk)
+    return h.hexdigest()
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
