@@ -73,3 +73,15 @@ def test_publish_to_missing_topic_fails_as_unavailable(logs):
         writes.publish(t, "g1", batch(1, 1), 1, 1)
     with pytest.raises(BusUnavailable):
         control.append(t, "g1", {"type": "x"})
+
+
+def test_replay_of_a_long_log_rebuilds_latest_state(logs):
+    _writes, control, _read = logs
+    t = tenant()
+    control.ensure(t)
+    for i in range(1, 401):
+        control.append(t, f"g{i % 4}", {"type": "BatchAcked", "group": f"g{i % 4}", "acked_through": i})
+    events = control.replay(t)
+    assert len(events) == 400 and events[-1]["acked_through"] == 400
+    latest = {e["group"]: e["acked_through"] for e in events}
+    assert latest == {"g0": 400, "g1": 397, "g2": 398, "g3": 399}

@@ -61,6 +61,7 @@ def test_topics_created_with_contracted_layout(live):
     adm = admin(live.bootstrap)  # keep the handle alive until the future resolves
     cfg = adm.describe_configs([res])[res].result(20)
     assert cfg["cleanup.policy"].value == "compact"
+    assert cfg["segment.ms"].value == "3600000"
     wres = ConfigResource(ConfigResource.Type.TOPIC, writes_topic(live.tenant))
     wcfg = adm.describe_configs([wres])[wres].result(20)
     assert int(wcfg["max.message.bytes"].value) > (1 << 20) + 1024
