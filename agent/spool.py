@@ -22,7 +22,8 @@ from pathlib import Path
 
 from agent import state as state_mod
 from agent.errors import SpoolError
-from shared.frames import HEADER_SIZE, FrameError, Record, decode_batch, encode_batch
+from shared import frames
+from shared.frames import HEADER_SIZE, FrameError, Record, decode_batch
 
 _LEN = struct.Struct("<I")
 _SEQ_TS = struct.Struct("<QQ")
@@ -53,6 +54,24 @@ class _Segment:
             self.rfd = -1
 
 
+def entry_parts(rec: Record) -> list:
+    """``u32 len | v1 batch of one record`` as buffers for writev, payload not copied.
+
+    Byte-identical to ``encode_batch([rec])`` (a test pins that); built here
+    only so the write path skips one copy of every payload. The layout is
+    shared.frames' own (its structs are reused, not redefined).
+    """
+    vol = frames._check_record(rec)
+    payload = rec.payload
+    fixed = bytes([len(vol)]) + vol + frames._REC_FIXED.pack(
+        rec.sequence, rec.timestamp_ns, rec.offset, rec.length, int(rec.kind), int(rec.codec), len(payload))
+    crc = frames._crc(payload, frames._crc(fixed))
+    body_len = len(fixed) + 4 + len(payload)
+    head = frames._HEADER.pack(frames.MAGIC, frames.VERSION, 0, 0, 1, body_len)
+    return [_LEN.pack(HEADER_SIZE + body_len) + head + frames._HEADER_CRC.pack(frames._crc(head))
+            + fixed + frames._REC_CRC.pack(crc), payload]
+
+
 def _peek(buf, pos: int) -> tuple[int, int, int]:
     """(entry length incl. prefix, sequence, timestamp) of the entry at pos."""
     (blen,) = _LEN.unpack_from(buf, pos)
@@ -73,6 +92,7 @@ class Spool:
         self._segments: list[_Segment] = []
         self._wfd = -1
         self._unsynced = False
+        self._pending_sync: list[int] = []  # rotated segments not yet fsynced
         self._recover()
 
     # -- opening -------------------------------------------------------------
@@ -154,20 +174,25 @@ class Spool:
         for rec in records:
             if rec.sequence != expect:
                 raise SpoolError(f"record sequence {rec.sequence} does not follow {expect - 1}")
-            body = encode_batch([rec])
-            parts += (_LEN.pack(len(body)), body)
-            sizes.append(4 + len(body))
+            entry = entry_parts(rec)
+            parts += entry
+            sizes.append(sum(len(x) for x in entry))
             expect += 1
-        blob = b"".join(parts)
+        total = sum(sizes)
         with self._lock:
             if (self._wfd < 0 or self._segments[-1].size >= self.segment_bytes
                     or self._segments[-1].last_seq != records[0].sequence - 1):
                 self._rotate_locked(records[0].sequence)
             seg = self._segments[-1]
-            view = memoryview(blob)
-            while view:
-                n = os.write(self._wfd, view)
-                view = view[n:]
+            try:
+                written = os.writev(self._wfd, parts)  # no join: payloads are large
+                if written != total:
+                    rest = memoryview(b"".join(parts))[written:]
+                    while rest:
+                        rest = rest[os.write(self._wfd, rest):]
+            except OSError:
+                os.ftruncate(self._wfd, seg.size)  # never leave a torn entry mid-file (disk full...)
+                raise
             pos = seg.size
             for rec, n in zip(records, sizes):
                 seg.offsets.append(pos)
@@ -180,8 +205,12 @@ class Spool:
 
     def _rotate_locked(self, first_seq: int) -> None:
         if self._wfd >= 0:
-            os.fsync(self._wfd)  # a closed segment is always durable; sync() only tracks the open one
-            os.close(self._wfd)
+            if self._unsynced:
+                # fsync of a full segment takes long; it is done by the next
+                # sync() (FLUSH/FUA) outside the lock, not here in the write path
+                self._pending_sync.append(self._wfd)
+            else:
+                os.close(self._wfd)
         path = self.dir / f"{first_seq:020d}.seg"
         self._wfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self._segments.append(_Segment(path, first_seq))
@@ -194,13 +223,15 @@ class Spool:
     def sync(self) -> None:
         """Make every appended record durable (called on FLUSH and FUA)."""
         with self._lock:
-            fd, self._unsynced = (self._wfd if self._unsynced else -1), False
-            if fd >= 0:
-                fd = os.dup(fd)  # rotation may close the original while we fsync
-        if fd >= 0:
-            try:
+            fds, self._pending_sync = self._pending_sync, []
+            if self._unsynced and self._wfd >= 0:
+                fds.append(os.dup(self._wfd))  # rotation may close the original while we fsync
+            self._unsynced = False
+        try:
+            for fd in fds:
                 os.fdatasync(fd)
-            finally:
+        finally:
+            for fd in fds:
                 os.close(fd)
 
     # -- reading and acknowledging --------------------------------------------
@@ -286,6 +317,7 @@ class Spool:
             return count, total
 
     def close(self) -> None:
+        self.sync()
         with self._lock:
             if self._wfd >= 0:
                 os.fsync(self._wfd)

@@ -51,6 +51,7 @@ TFLAG_SEND_FLUSH = 1 << 2
 TFLAG_SEND_FUA = 1 << 3
 TFLAG_SEND_TRIM = 1 << 5
 TFLAG_SEND_WRITE_ZEROES = 1 << 6
+TFLAG_CAN_MULTI_CONN = 1 << 8
 
 # commands and command flags
 CMD_READ = 0

@@ -1,10 +1,11 @@
-"""Asyncio NBD server: fixed newstyle handshake, simple replies.
+"""Threaded NBD server: fixed newstyle handshake, simple replies.
 
-Each export is an :class:`ExportBackend`. Requests on one connection are
-handled one after the other, so a write's reply is sent only after the
-backend has applied and spooled it. Blocking durability work (FLUSH, FUA)
-runs in a worker thread so a long fsync never stalls other connections or
-the control API sharing the event loop.
+One thread per connection with blocking sockets. A write's payload is read
+straight into a per-connection buffer (no copies), handed to the backend,
+and the reply is sent only after the backend has applied and spooled it.
+Threads let the socket reads, CRCs and disk writes of several connections
+use several cores (those calls release the GIL); ordering between
+connections is the backend's job (the group lock).
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import asyncio
 import logging
 import socket
 import struct
+import threading
 from typing import Protocol
 
 from agent.nbd import protocol as p
 
 log = logging.getLogger(__name__)
 
+# CAN_MULTI_CONN is honest: every connection of an export shares one file
+# descriptor (one page cache) and a FLUSH on any connection fsyncs the
+# whole group, so clients (nbdfuse -C 4) may spread requests over several.
 TRANSMISSION_FLAGS = (p.TFLAG_HAS_FLAGS | p.TFLAG_SEND_FLUSH | p.TFLAG_SEND_FUA
-                      | p.TFLAG_SEND_TRIM | p.TFLAG_SEND_WRITE_ZEROES)
+                      | p.TFLAG_SEND_TRIM | p.TFLAG_SEND_WRITE_ZEROES | p.TFLAG_CAN_MULTI_CONN)
 # A client announcing a payload larger than this is broken or hostile: we
 # cannot skip it safely, so the connection is dropped.
 _MAX_DISCARD = 64 << 20
@@ -49,88 +54,119 @@ class NbdServer:
         self.exports = exports
         self.host = host
         self.port = port
-        self._server: asyncio.base_events.Server | None = None
-        self._conns: set[asyncio.Task] = set()
+        self._sock: socket.socket | None = None
+        self._conns: dict[socket.socket, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._closing = False
+        self._acceptor: threading.Thread | None = None
 
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=1 << 20)
-        self.port = self._server.sockets[0].getsockname()[1]
+    def start_sync(self) -> int:
+        sock = socket.create_server((self.host, self.port), reuse_port=False)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        self._acceptor = threading.Thread(target=self._accept_loop, name=f"nbd-accept-{self.port}", daemon=True)
+        self._acceptor.start()
         log.info("NBD server listening on %s:%d exports=%s", self.host, self.port, sorted(self.exports))
         return self.port
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._conns):
-                task.cancel()
-            await asyncio.gather(*self._conns, return_exceptions=True)
-            await self._server.wait_closed()
+    async def start(self) -> int:
+        return self.start_sync()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self._conns.add(task)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def close_sync(self) -> None:
+        self._closing = True
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._sock.close()
+        with self._lock:
+            conns = list(self._conns.items())
+        for conn, _ in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for _, thread in conns:
+            thread.join(10)
+        if self._acceptor is not None:
+            self._acceptor.join(10)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.close_sync)
+
+    def _accept_loop(self) -> None:
+        while not self._closing:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            thread = threading.Thread(target=self._serve, args=(conn,), name="nbd-conn", daemon=True)
+            with self._lock:
+                self._conns[conn] = thread
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
         try:
-            export = await self._handshake(reader, writer)
+            rfile = conn.makefile("rb", buffering=1 << 16)
+            export = self._handshake(conn, rfile)
             if export is not None:
-                await self._transmission(export, reader, writer)
-        except (_Abort, asyncio.IncompleteReadError, ConnectionError):
-            pass
-        except asyncio.CancelledError:
+                self._transmission(export, conn, rfile)
+        except (_Abort, EOFError, ConnectionError, OSError):
             pass
         except Exception:  # one bad connection must not take the server down
             log.exception("NBD connection failed")
         finally:
-            self._conns.discard(task)
-            writer.close()
+            with self._lock:
+                self._conns.pop(conn, None)
+            conn.close()
 
     # -- handshake -----------------------------------------------------------
-    async def _handshake(self, reader, writer) -> ExportBackend | None:
-        writer.write(p.NBDMAGIC + struct.pack(">QH", p.IHAVEOPT, p.FLAG_FIXED_NEWSTYLE | p.FLAG_NO_ZEROES))
-        (cflags,) = struct.unpack(">I", await reader.readexactly(4))
+    def _handshake(self, conn: socket.socket, rfile) -> ExportBackend | None:
+        conn.sendall(p.NBDMAGIC + struct.pack(">QH", p.IHAVEOPT, p.FLAG_FIXED_NEWSTYLE | p.FLAG_NO_ZEROES))
+        (cflags,) = struct.unpack(">I", _read(rfile, 4))
         no_zeroes = bool(cflags & p.CFLAG_NO_ZEROES)
         if not cflags & p.CFLAG_FIXED_NEWSTYLE:
             raise _Abort()
         while True:
-            magic, opt, length = p.OPT_HEADER.unpack(await reader.readexactly(p.OPT_HEADER.size))
+            magic, opt, length = p.OPT_HEADER.unpack(_read(rfile, p.OPT_HEADER.size))
             if magic != p.IHAVEOPT or length > _MAX_OPTION:
                 raise _Abort()
-            data = await reader.readexactly(length) if length else b""
+            data = _read(rfile, length) if length else b""
+            out: list[bytes] = []
             if opt == p.OPT_EXPORT_NAME:
                 export = self._lookup(data.decode(errors="replace"))
                 if export is None:
                     raise _Abort()  # the protocol has no error reply for this option
-                writer.write(struct.pack(">QH", export.size, TRANSMISSION_FLAGS) + (b"" if no_zeroes else bytes(124)))
+                conn.sendall(struct.pack(">QH", export.size, TRANSMISSION_FLAGS) + (b"" if no_zeroes else bytes(124)))
                 return export
             if opt == p.OPT_ABORT:
-                self._reply(writer, opt, p.REP_ACK)
-                await writer.drain()
+                conn.sendall(_reply(opt, p.REP_ACK))
                 return None
             if opt == p.OPT_LIST:
                 if data:
-                    self._reply(writer, opt, p.REP_ERR_INVALID, b"NBD_OPT_LIST takes no data")
-                    continue
-                for name in self.exports:
-                    raw = name.encode()
-                    self._reply(writer, opt, p.REP_SERVER, struct.pack(">I", len(raw)) + raw)
-                self._reply(writer, opt, p.REP_ACK)
+                    out.append(_reply(opt, p.REP_ERR_INVALID, b"NBD_OPT_LIST takes no data"))
+                else:
+                    for name in self.exports:
+                        raw = name.encode()
+                        out.append(_reply(opt, p.REP_SERVER, struct.pack(">I", len(raw)) + raw))
+                    out.append(_reply(opt, p.REP_ACK))
             elif opt in (p.OPT_INFO, p.OPT_GO):
-                export = self._info(writer, opt, data)
+                export = self._info(out, opt, data)
                 if export is not None and opt == p.OPT_GO:
-                    await writer.drain()
+                    conn.sendall(b"".join(out))
                     return export
             else:
-                self._reply(writer, opt, p.REP_ERR_UNSUP, b"option not supported by the Dialback tap")
-            await writer.drain()
+                out.append(_reply(opt, p.REP_ERR_UNSUP, b"option not supported by the Dialback tap"))
+            conn.sendall(b"".join(out))
 
     def _lookup(self, name: str) -> ExportBackend | None:
         if name == "" and len(self.exports) == 1:
             return next(iter(self.exports.values()))
         return self.exports.get(name)
 
-    def _info(self, writer, opt: int, data: bytes) -> ExportBackend | None:
+    def _info(self, out: list[bytes], opt: int, data: bytes) -> ExportBackend | None:
         try:
             (nlen,) = struct.unpack_from(">I", data, 0)
             name = data[4:4 + nlen].decode()
@@ -138,53 +174,51 @@ class NbdServer:
             if len(data) != 4 + nlen + 2 + 2 * nreq:
                 raise ValueError("length mismatch")
         except (struct.error, ValueError, UnicodeDecodeError):
-            self._reply(writer, opt, p.REP_ERR_INVALID, b"malformed NBD_OPT_INFO/GO request")
+            out.append(_reply(opt, p.REP_ERR_INVALID, b"malformed NBD_OPT_INFO/GO request"))
             return None
         export = self._lookup(name)
         if export is None:
-            self._reply(writer, opt, p.REP_ERR_UNKNOWN, f"no export named {name!r}".encode())
+            out.append(_reply(opt, p.REP_ERR_UNKNOWN, f"no export named {name!r}".encode()))
             return None
-        self._reply(writer, opt, p.REP_INFO, p.EXPORT_INFO.pack(p.INFO_EXPORT, export.size, TRANSMISSION_FLAGS))
+        out.append(_reply(opt, p.REP_INFO, p.EXPORT_INFO.pack(p.INFO_EXPORT, export.size, TRANSMISSION_FLAGS)))
         # Our minimum is 1, so advertising sizes unasked is allowed by the spec.
-        self._reply(writer, opt, p.REP_INFO,
-                    p.BLOCK_SIZE_INFO.pack(p.INFO_BLOCK_SIZE, p.MIN_BLOCK, p.PREFERRED_BLOCK, p.MAX_BLOCK))
-        self._reply(writer, opt, p.REP_ACK)
+        out.append(_reply(opt, p.REP_INFO,
+                          p.BLOCK_SIZE_INFO.pack(p.INFO_BLOCK_SIZE, p.MIN_BLOCK, p.PREFERRED_BLOCK, p.MAX_BLOCK)))
+        out.append(_reply(opt, p.REP_ACK))
         return export
 
-    @staticmethod
-    def _reply(writer, opt: int, rtype: int, data: bytes = b"") -> None:
-        writer.write(p.OPT_REPLY.pack(p.OPT_REPLY_MAGIC, opt, rtype, len(data)) + data)
-
     # -- transmission --------------------------------------------------------
-    async def _transmission(self, export: ExportBackend, reader, writer) -> None:
+    def _transmission(self, export: ExportBackend, conn: socket.socket, rfile) -> None:
         unpack = p.REQUEST.unpack
         reply = p.SIMPLE_REPLY.pack
+        buf = bytearray(p.MAX_BLOCK)
+        view = memoryview(buf)
         while True:
-            magic, flags, cmd, cookie, offset, length = unpack(await reader.readexactly(p.REQUEST.size))
+            magic, flags, cmd, cookie, offset, length = unpack(_read(rfile, p.REQUEST.size))
             if magic != p.REQUEST_MAGIC:
                 raise _Abort()
             if cmd == p.CMD_DISC:
-                await writer.drain()
                 return
+            data = b""
             if cmd == p.CMD_WRITE:
-                if length > _MAX_DISCARD:
-                    raise _Abort()
-                data = await reader.readexactly(length)
+                if length > p.MAX_BLOCK:
+                    if length > _MAX_DISCARD:
+                        raise _Abort()
+                    _read(rfile, length)  # too big: drain it and answer EINVAL below
+                else:
+                    data = view[:length]
+                    _readinto(rfile, data)
             err = self._check(export, cmd, offset, length)
             payload = b""
             if not err:
                 try:
-                    payload = await self._dispatch(export, cmd, flags, offset, length, data if cmd == p.CMD_WRITE else b"")
+                    payload = self._dispatch(export, cmd, flags, offset, length, data)
                 except OSError as exc:
-                    log.warning("NBD %s on %s failed: %s", cmd, export.name, exc)
+                    log.warning("NBD command %d on %s failed: %s", cmd, export.name, exc)
                     err = exc.errno if exc.errno in (p.EIO, p.ENOSPC, p.EINVAL, p.ENOMEM, p.EPERM) else p.EIO
-            writer.write(reply(p.SIMPLE_REPLY_MAGIC, err, cookie))
+            conn.sendall(reply(p.SIMPLE_REPLY_MAGIC, err, cookie))
             if payload:
-                writer.write(payload)
-            if writer.transport.get_write_buffer_size() > (4 << 20):
-                await writer.drain()
-            elif not reader._buffer:  # nothing pipelined: make sure the reply leaves now
-                await writer.drain()
+                conn.sendall(payload)
 
     @staticmethod
     def _check(export: ExportBackend, cmd: int, offset: int, length: int) -> int:
@@ -197,7 +231,7 @@ class NbdServer:
         return 0
 
     @staticmethod
-    async def _dispatch(export: ExportBackend, cmd: int, flags: int, offset: int, length: int, data: bytes) -> bytes:
+    def _dispatch(export: ExportBackend, cmd: int, flags: int, offset: int, length: int, data) -> bytes:
         if cmd == p.CMD_READ:
             return export.read(offset, length)
         if cmd == p.CMD_WRITE:
@@ -207,5 +241,25 @@ class NbdServer:
         elif cmd == p.CMD_WRITE_ZEROES:
             export.zeroes(offset, length, bool(flags & p.CMD_FLAG_NO_HOLE))
         if cmd == p.CMD_FLUSH or flags & p.CMD_FLAG_FUA:
-            await asyncio.to_thread(export.flush)
+            export.flush()
         return b""
+
+
+def _reply(opt: int, rtype: int, data: bytes = b"") -> bytes:
+    return p.OPT_REPLY.pack(p.OPT_REPLY_MAGIC, opt, rtype, len(data)) + data
+
+
+def _read(rfile, n: int) -> bytes:
+    data = rfile.read(n)
+    if len(data) != n:
+        raise EOFError(f"connection closed after {len(data)} of {n} bytes")
+    return data
+
+
+def _readinto(rfile, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        k = rfile.readinto(view[got:])
+        if not k:
+            raise EOFError("connection closed mid-payload")
+        got += k

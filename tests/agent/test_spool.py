@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent.errors import SpoolError
-from agent.spool import Spool
-from shared.frames import Kind, Record
+from agent.spool import Spool, entry_parts
+from shared.frames import Kind, Record, encode_batch
 
 
 def rec(seq: int, ts: int | None = None, size: int = 1000, vol: str = "disk0") -> Record:
@@ -117,3 +117,9 @@ def test_timestamps_and_sync(tmp_path):
     assert sp.timestamp_of(1) == 50 and sp.timestamp_of(2) == 70 and sp.timestamp_of(3) is None
     sp.close()
     assert Spool(tmp_path).timestamp_of(2) == 70
+
+
+def test_entry_encoding_is_the_shared_codec():
+    for r in (rec(7), Record("v", 9, 5, 0, 100, Kind.ZEROES), Record("v", 10, 6, 0, 0, Kind.BOOKMARK, payload=b"bm")):
+        body = encode_batch([r])
+        assert b"".join(bytes(x) for x in entry_parts(r)) == len(body).to_bytes(4, "little") + body
