@@ -28,11 +28,14 @@ message says what to fix.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Mapping
+
+import orjson
 
 from shared.errors import DialbackError
 from shared.tenancy import USAGE_TOPIC, check_tenant
@@ -114,6 +117,10 @@ METERS: dict[Meter, MeterSpec] = {
 
 LICENSE_METER = {spec.feature: m for m, spec in METERS.items() if spec.kind is Kind.LICENSE}
 _METER_BY_NAME = {m.value: m for m in Meter}
+# str-keyed: Enum.__hash__ is Python code, a str hash is not; this lookup runs once per event
+_SPEC_BY_NAME = {m.value: (m, spec) for m, spec in METERS.items()}
+SPEC_BY_NAME = _SPEC_BY_NAME
+_NO_ATTRS: dict = {}
 
 
 class InvalidUsageEvent(DialbackError, ValueError):
@@ -185,22 +192,35 @@ def _bad(reason: str, message: str) -> InvalidUsageEvent:
     return InvalidUsageEvent(reason, message)
 
 
-def _text(doc: dict, name: str) -> str:
-    v = doc.get(name)
-    if not isinstance(v, str) or not v:
-        raise _bad("missing field", f"usage event lacks {name!r} (a non-empty string); see shared/usage.py")
-    return v
+_TEXT_FIELDS = ("id", "source", "tenant", "subject", "time")
+
+
+@functools.lru_cache(maxsize=65536)
+def _tenant_error(tenant: str) -> str | None:
+    # cached: the same few tenants are checked for every event
+    try:
+        check_tenant(tenant)
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 def parse_event(raw: bytes | str | dict) -> UsageEvent:
     """Validate one CloudEvent; raise :class:`InvalidUsageEvent` naming the problem."""
+    eid, source, tenant, subj, t, meter, q, attrs = parse_fields(raw)
+    return UsageEvent(eid, source, tenant, subj, datetime.fromtimestamp(t, timezone.utc), meter, q, attrs)
+
+
+def parse_fields(raw: bytes | str | dict) -> tuple:
+    """:func:`parse_event` without building objects: ``(id, source, tenant, subject, epoch seconds,
+    meter, quantity, attributes)``. Metering's hot path; same validation, same errors."""
     if isinstance(raw, dict):
         doc = raw
     else:
         if len(raw) > MAX_EVENT_BYTES:
             raise _bad("too large", f"usage event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
         try:
-            doc = json.loads(raw)
+            doc = orjson.loads(raw)  # ~10x faster than json here, and it is the hot path of metering
         except (ValueError, UnicodeDecodeError) as err:
             raise _bad("malformed", f"usage event is not JSON: {err}") from None
         if not isinstance(doc, dict):
@@ -213,20 +233,24 @@ def parse_event(raw: bytes | str | dict) -> UsageEvent:
         raise _bad("missing field", f"usage event needs specversion {SPECVERSION!r}")
     if etype != EVENT_TYPE:
         raise _bad("unknown type", f"usage event type {etype!r} is unknown; expected {EVENT_TYPE!r}")
-    eid, source, tenant, subj, ts = (_text(doc, n) for n in ("id", "source", "tenant", "subject", "time"))
+    vals = [doc.get(n) for n in _TEXT_FIELDS]
+    for name, v in zip(_TEXT_FIELDS, vals):
+        if type(v) is not str or not v:
+            raise _bad("missing field", f"usage event lacks {name!r} (a non-empty string); see shared/usage.py")
+    eid, source, tenant, subj, ts = vals
     data = doc.get("data")
     if not isinstance(data, dict):
         raise _bad("missing field", "usage event lacks 'data' (an object with meter and quantity)")
-    meter = _METER_BY_NAME.get(data.get("meter"))  # type: ignore[arg-type]
-    if meter is None:
+    found = _SPEC_BY_NAME.get(data.get("meter"))  # type: ignore[arg-type]
+    if found is None:
         raise _bad("unknown meter", f"meter {data.get('meter')!r} is unknown; known: {sorted(_METER_BY_NAME)}")
-    spec = METERS[meter]
+    meter, spec = found
     if spec.kind is Kind.LICENSE:
         raise _bad("reserved meter", f"meter {meter.value!r} is computed by metering and cannot be emitted")
     q = data.get("quantity")
     if q is None:
         raise _bad("missing field", "usage event lacks data.quantity")
-    if isinstance(q, bool) or not isinstance(q, int):
+    if type(q) is not int:  # bool is an int subclass: refused too
         raise _bad("bad quantity", f"quantity {q!r} must be an integer number of {spec.unit}s")
     if q < 0:
         raise _bad("negative quantity", f"quantity {q} is negative; usage is never negative")
@@ -235,11 +259,10 @@ def parse_event(raw: bytes | str | dict) -> UsageEvent:
     unit = data.get("unit", spec.unit)
     if unit != spec.unit:
         raise _bad("wrong unit", f"meter {meter.value} counts {spec.unit}s, not {unit!r}")
-    try:
-        check_tenant(tenant)
-    except ValueError as err:
-        raise _bad("bad tenant", str(err)) from None
-    if subject_tenant(subj) != tenant:
+    err = _tenant_error(tenant)
+    if err is not None:
+        raise _bad("bad tenant", err)
+    if not (subj.startswith("tenants/") and subject_tenant(subj) == tenant):
         raise _bad("wrong tenant", f"subject {subj!r} does not belong to tenant {tenant!r}: "
                                    f"subjects start with 'tenants/{tenant}/<kind>/<id>'")
     try:
@@ -248,13 +271,14 @@ def parse_event(raw: bytes | str | dict) -> UsageEvent:
         raise _bad("bad time", f"time {ts!r} is not RFC 3339") from None
     if t.tzinfo is None:
         raise _bad("bad time", f"time {ts!r} has no timezone; use UTC ('Z')")
-    attrs = data.get("attributes") or {}
-    if not isinstance(attrs, dict) or not all(isinstance(v, str) for v in attrs.values()):
-        raise _bad("bad attributes", "data.attributes must be an object of strings")
+    attrs = data.get("attributes") or _NO_ATTRS
+    if attrs is not _NO_ATTRS:
+        if not isinstance(attrs, dict) or not all(isinstance(v, str) for v in attrs.values()):
+            raise _bad("bad attributes", "data.attributes must be an object of strings")
     for dim in spec.dimensions:
         if not attrs.get(dim):
             raise _bad("missing field", f"meter {meter.value} needs data.attributes.{dim}")
-    return UsageEvent(eid, source, tenant, subj, t, meter, q, attrs)
+    return eid, source, tenant, subj, t.timestamp(), meter, q, attrs
 
 
 def new_event(source: str, tenant: str, subj: str, meter: Meter | str, quantity: int,

@@ -23,9 +23,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from shared.usage import METERS, LICENSE_METER, InvalidUsageEvent, Kind, parse_event, subject_group
+from shared.usage import METERS, LICENSE_METER, InvalidUsageEvent, Kind, parse_fields, subject_group
 from services.metering.licensing import LicenceBook
-from services.metering.lines import HOUR, BillingLine, line_id
+from services.metering.lines import HOUR, BillingLine, hour_iso, line_id
 
 IDS_PER_RECORD = 4000  # keeps each changelog record far below Kafka's 1 MiB message limit
 
@@ -66,8 +66,16 @@ class Output:
         return bool(self.lines or self.rejects or self.changelog)
 
 
+BKey = tuple  # (tenant, meter, hour, dims, subject): in memory; "b|<json list>" in the changelog
+
+
 def bucket_key(tenant: str, meter: str, subject: str, dims: str, hour: int) -> str:
+    """The changelog key (and line-id seed) of a bucket."""
     return "b|" + json.dumps([tenant, meter, hour, dims, subject], separators=(",", ":"))
+
+
+def _ckey(k: BKey) -> str:
+    return bucket_key(k[0], k[1], k[4], k[3], k[2])
 
 
 @dataclass
@@ -82,28 +90,29 @@ class Aggregator:
     def __init__(self, policy: Policy | None = None, licences: LicenceBook | None = None) -> None:
         self.policy = policy or Policy()
         self.licences = licences or LicenceBook()
-        self.buckets: dict[str, Bucket] = {}
-        self.hours: dict[int, set[str]] = {}         # hour -> bucket keys
+        self.buckets: dict[BKey, Bucket] = {}
+        self.hours: dict[int, set[BKey]] = {}        # hour -> bucket keys
         self.seen: dict[int, set[str]] = {}          # hour -> event ids
         self.seen_keys: dict[int, list[str]] = {}    # hour -> changelog keys holding those ids
         self.max_event = 0.0
         self.closed_through = 0                      # every hour < this is closed (published)
         self.expired_before = 0                      # ids of hours < this are forgotten: too late
         self._meta_written: bytes | None = None
-        self._dirty: set[str] = set()
+        self._dirty: set[BKey] = set()
         self._new_ids: dict[int, list[str]] = {}
 
     # ---- restore -------------------------------------------------------
     def restore(self, key: str, value: bytes | None) -> None:
         """Apply one changelog record (replayed in order, latest per key wins)."""
         if key.startswith("b|"):
-            hour = json.loads(key[2:])[2]
+            bk = tuple(json.loads(key[2:]))
+            hour = bk[2]
             if value is None:
-                self.buckets.pop(key, None)
-                self.hours.get(hour, set()).discard(key)
+                self.buckets.pop(bk, None)
+                self.hours.get(hour, set()).discard(bk)
             else:
-                self.buckets[key] = Bucket.from_json(value)
-                self.hours.setdefault(hour, set()).add(key)
+                self.buckets[bk] = Bucket.from_json(value)
+                self.hours.setdefault(hour, set()).add(bk)
         elif key.startswith("s|"):
             hour = int(key.split("|")[1])
             if value is None:
@@ -131,54 +140,61 @@ class Aggregator:
         """Apply a batch of ``(key, value, where)`` records; ``tag`` must be unique per batch."""
         out = out or Output()
         p = self.policy
+        licensed = self.licences.licensed if self.licences.licences else None
+        too_old = max(self.expired_before, int((self.watermark(now) - p.horizon) // HOUR))
         for key, value, where in records:
             try:
-                ev = parse_event(value)
+                eid, _src, tenant, subj, t, meter, quantity, attrs = parse_fields(value)
             except InvalidUsageEvent as err:
                 out.rejects.append(Reject(err.reason, str(err), value, key, where))
                 continue
-            t = ev.time.timestamp()
             hour = int(t // HOUR)
             if p.wall_clock and t > now + p.max_future:
-                out.rejects.append(Reject("time in future", f"event time {ev.time} is more than "
+                out.rejects.append(Reject("time in future", f"event time {t:.0f} (epoch s) is more than "
                                           f"{p.max_future:.0f}s ahead of the metering clock; fix the "
                                           "emitter's clock", value, key, where))
                 continue
-            if hour < self.expired_before or hour < int((self.watermark(now) - p.horizon) // HOUR):
-                out.rejects.append(Reject("too late", f"event hour {ev.time:%Y-%m-%dT%H}:00Z is older than "
+            if hour < too_old:
+                out.rejects.append(Reject("too late", f"event hour {hour_iso(hour)} is older than "
                                           f"the dedupe horizon ({p.horizon:.0f}s); it can no longer be "
                                           "counted exactly once", value, key, where))
                 continue
             seen = self.seen.get(hour)
             if seen is None:
                 seen = self.seen[hour] = set()
-            if ev.id in seen:
+            if eid in seen:
                 out.duplicates += 1
                 continue
-            spec = METERS[ev.meter]
-            if spec.feature is not None and not self.licences.licensed(
-                    ev.tenant, spec.feature, subject_group(ev.subject), hour):
+            mname = meter.value
+            spec = METERS_BY_NAME[mname]
+            if licensed is not None and spec.feature is not None and not licensed(
+                    tenant, spec.feature, subject_group(subj), hour):
                 out.rejects.append(Reject("not licensed", f"{spec.feature.value} is switched off for "
-                                          f"{ev.subject} in that hour; switch it on to be metered",
+                                          f"{subj} in that hour; switch it on to be metered",
                                           value, key, where))
                 continue
-            seen.add(ev.id)
-            self._new_ids.setdefault(hour, []).append(ev.id)
-            dims = ",".join(f"{d}={ev.attributes[d]}" for d in spec.dimensions)
-            bkey = bucket_key(ev.tenant, ev.meter.value, ev.subject, dims, hour)
+            seen.add(eid)
+            new_ids = self._new_ids.get(hour)
+            if new_ids is None:
+                new_ids = self._new_ids[hour] = []
+            new_ids.append(eid)
+            dims = ",".join(f"{d}={attrs[d]}" for d in spec.dimensions) if spec.dimensions else ""
+            bkey = (tenant, mname, hour, dims, subj)
             b = self.buckets.get(bkey)
             if b is None:
                 b = self.buckets[bkey] = Bucket()
                 self.hours.setdefault(hour, set()).add(bkey)
             if spec.kind is Kind.GAUGE:
-                b.quantity = max(b.quantity, ev.quantity)
+                if quantity > b.quantity:
+                    b.quantity = quantity
             else:
-                b.quantity += ev.quantity
+                b.quantity += quantity
             b.events += 1
             self._dirty.add(bkey)
             out.accepted += 1
             if t > self.max_event:
                 self.max_event = t
+                too_old = max(too_old, int((self.watermark(now) - p.horizon) // HOUR))
         self._flush(now, tag, out)
         return out
 
@@ -189,13 +205,14 @@ class Aggregator:
         return out
 
     # ---- internals -----------------------------------------------------
-    def _line(self, bkey: str, b: Bucket, now: float, closing: bool) -> BillingLine:
-        tenant, meter, hour, dims, subj = json.loads(bkey[2:])
+    def _line(self, bkey: BKey, b: Bucket, now: float, closing: bool) -> BillingLine:
+        tenant, meter, hour, dims, subj = bkey
+        ckey = _ckey(bkey)
         delta = b.quantity - b.published
-        prev = line_id(bkey, b.version) if b.version else None
+        prev = line_id(ckey, b.version) if b.version else None
         b.version += 1
         line = BillingLine(
-            id=line_id(bkey, b.version), type="usage" if closing else "correction", tenant=tenant,
+            id=line_id(ckey, b.version), type="usage" if closing else "correction", tenant=tenant,
             meter=meter, unit=METERS_BY_NAME[meter].line_unit, subject=subj, hour=hour, quantity=delta,
             events=b.events, version=b.version,
             attributes=dict(kv.split("=", 1) for kv in dims.split(",")) if dims else {},
@@ -205,7 +222,7 @@ class Aggregator:
 
     def _flush(self, now: float, tag: str, out: Output) -> None:
         new_closed = int(self.watermark(now) // HOUR)
-        closing: set[str] = set()
+        closing: set[BKey] = set()
         if new_closed > self.closed_through:
             for hour in sorted(h for h in self.hours if self.closed_through <= h < new_closed):
                 for bkey in sorted(self.hours[hour]):
@@ -220,11 +237,11 @@ class Aggregator:
             self.closed_through = new_closed
         for bkey in sorted(self._dirty - closing):
             b = self.buckets[bkey]
-            hour = json.loads(bkey[2:])[2]
+            hour = bkey[2]
             if hour < self.closed_through and b.quantity != b.published:
                 out.lines.append(self._line(bkey, b, now, closing=False))
         for bkey in sorted(self._dirty):
-            out.changelog.append((bkey, self.buckets[bkey].to_json()))
+            out.changelog.append((_ckey(bkey), self.buckets[bkey].to_json()))
         for hour, ids in sorted(self._new_ids.items()):
             for i in range(0, len(ids), IDS_PER_RECORD):
                 skey = f"s|{hour}|{tag}|{i // IDS_PER_RECORD}"
@@ -259,7 +276,7 @@ class Aggregator:
         for hour in [h for h in self.hours if h < limit]:
             for bkey in self.hours.pop(hour):
                 self.buckets.pop(bkey, None)
-                out.changelog.append((bkey, None))
+                out.changelog.append((_ckey(bkey), None))
 
 
 METERS_BY_NAME = {m.value: spec for m, spec in METERS.items()}
