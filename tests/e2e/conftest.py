@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.pipeline import Pipeline
+from deploy.local.pipeline import Pipeline
 
 
 @pytest.fixture

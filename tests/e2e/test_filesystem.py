@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from tests.e2e.pipeline import is_root, sha256_file
-from tests.nbdfs import freeze, nbd_filesystem, thaw, tools_missing
+from deploy.local.pipeline import is_root, sha256_file
+from deploy.local.nbdfs import freeze, nbd_filesystem, thaw, tools_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.root]
 

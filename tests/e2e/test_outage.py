@@ -11,7 +11,7 @@ import pytest
 from agent.nbd.client import connect
 from shared import keys
 from shared.tenancy import tenant_bucket
-from tests.e2e.pipeline import sha256_file
+from deploy.local.pipeline import sha256_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

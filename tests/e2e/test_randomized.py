@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.pipeline import sha256_file
+from deploy.local.pipeline import sha256_file
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

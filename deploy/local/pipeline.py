@@ -1,4 +1,6 @@
-"""The whole data path as real processes: agent → ingest → Kafka → retention → MinIO → recovery.
+"""The whole data path as local processes: agent → ingest → Kafka → retention → MinIO → recovery.
+
+Used by the end-to-end tests, the benchmarks and `dialback demo`.
 
 Each Dialback process runs as a subprocess (``python -m ...``) with the
 DIALBACK_* environment pointing at the test's real Kafka and MinIO, so tests
