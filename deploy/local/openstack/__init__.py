@@ -1,5 +1,5 @@
-"""A real OpenStack control plane (keystone, glance, placement, nova/fake, neutron, cinder/fake) on 127.0.0.1."""
+"""A real OpenStack control plane (keystone, glance, placement, nova/fake, neutron, cinder/fake) on 127.0.0.1.
 
-from deploy.local.openstack.provision import OpenStackEndpoints, provision, start, status, stop
-
-__all__ = ["OpenStackEndpoints", "provision", "start", "status", "stop"]
+Entry points live in `deploy.local.openstack.provision` (provision, start, stop, status);
+`from deploy.local.openstack import provision` gives that module.
+"""

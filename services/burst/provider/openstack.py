@@ -1,8 +1,10 @@
 """The OpenStack provider, on openstacksdk.
 
 Tagging: servers get nova tags "k=v" and metadata k: v; images get Glance
-tags and properties; networks, subnets and ports get Neutron tags at
-creation (one request, so a crash cannot leave an untagged resource).
+tags and properties, both in the create request. Neutron ignores tags in a
+create request here, so networks, subnets and ports are created with the tags
+in their description (atomic) and tagged right after; lookups and cleanup
+use both, so a crash between the two calls leaves nothing unfound.
 Servers boot on a port we create and tag ourselves: nova would leave the
 ports it makes untagged.
 """
@@ -51,15 +53,31 @@ class OpenStackProvider(Provider):
         return Headroom(left(a.instances, a.instances_used), left(a.total_cores, a.total_cores_used),
                         left(a.total_ram, a.total_ram_used))
 
-    def ensure_network(self, name: str, cidr: str, tags: dict[str, str]) -> tuple[str, str]:
+    def _neutron(self, kind: str, name: str | None, tags: dict[str, str], **query) -> list:
+        """Resources of a kind carrying the tags, or (crash window) only the description."""
+        lister = getattr(self.conn.network, kind)
         tl = tag_list(tags)
-        net = next(iter(self.conn.network.networks(name=name, tags=",".join(tl))), None)
-        if net is None:
-            net = self.conn.network.create_network(name=name, tags=tl, port_security_enabled=False)
-        sub = next(iter(self.conn.network.subnets(network_id=net.id, tags=",".join(tl))), None)
-        if sub is None:
-            sub = self.conn.network.create_subnet(network_id=net.id, name=name, ip_version=4, cidr=cidr,
-                                                  enable_dhcp=False, gateway_ip=None, tags=tl)
+        extra = {"name": name} if name else {}
+        found = {r.id: r for r in lister(tags=",".join(tl), **extra, **query)}
+        found.update({r.id: r for r in lister(description=" ".join(tl), **extra, **query)})
+        return list(found.values())
+
+    def _tag(self, res, tags: dict[str, str]) -> None:
+        tl = tag_list(tags)
+        if sorted(res.tags or []) != tl:
+            self.conn.network.set_tags(res, tl)
+
+    def ensure_network(self, name: str, cidr: str, tags: dict[str, str]) -> tuple[str, str]:
+        desc = " ".join(tag_list(tags))
+        nets = self._neutron("networks", name, tags)
+        net = nets[0] if nets else self.conn.network.create_network(name=name, description=desc,
+                                                                     port_security_enabled=False)
+        self._tag(net, tags)
+        subs = self._neutron("subnets", None, tags, network_id=net.id)
+        sub = subs[0] if subs else self.conn.network.create_subnet(
+            network_id=net.id, name=name, ip_version=4, cidr=cidr, enable_dhcp=False, gateway_ip=None,
+            description=desc)
+        self._tag(sub, tags)
         return net.id, sub.id
 
     def ensure_image(self, name: str, path: Path, tags: dict[str, str]) -> ImageInfo:
@@ -78,17 +96,20 @@ class OpenStackProvider(Provider):
         return ImageInfo(img.id, img.checksum, img.size, img.status)
 
     def ensure_port(self, name: str, network_id: str, tags: dict[str, str]) -> str:
-        tl = tag_list(tags)
-        port = next(iter(self.conn.network.ports(name=name, tags=",".join(tl))), None)
-        if port is None:
+        ports = self._neutron("ports", name, tags)
+        if ports:
+            port = ports[0]
+        else:
             try:
-                port = self.conn.network.create_port(network_id=network_id, name=name, tags=tl)
+                port = self.conn.network.create_port(network_id=network_id, name=name,
+                                                     description=" ".join(tag_list(tags)))
             except osexc.NotFoundException as err:
                 raise UnknownNetwork(f"network {network_id} does not exist") from err
             except osexc.HttpException as err:
                 if _is_quota(err):
                     raise QuotaExceeded(f"Neutron refused a port: {err}. Raise the network quota.") from err
                 raise
+        self._tag(port, tags)
         return port.id
 
     def ensure_server(self, name: str, image_id: str, flavor: str, port_id: str | None,
@@ -129,11 +150,11 @@ class OpenStackProvider(Provider):
         tl = tag_list(tags)
         c = self.conn
         out = [Resource("server", s.id, s.name) for s in c.compute.servers(tags=",".join(tl))]
-        out += [Resource("port", p.id, p.name) for p in c.network.ports(tags=",".join(tl))]
+        out += [Resource("port", p.id, p.name) for p in self._neutron("ports", None, tags)]
         out += [Resource("volume", v.id, v.name) for v in c.block_storage.volumes(metadata=dict(tags))]
         out += [Resource("image", i.id, i.name) for i in c.image.images(tag=tl)]
-        out += [Resource("subnet", s.id, s.name) for s in c.network.subnets(tags=",".join(tl))]
-        out += [Resource("network", n.id, n.name) for n in c.network.networks(tags=",".join(tl))]
+        out += [Resource("subnet", s.id, s.name) for s in self._neutron("subnets", None, tags)]
+        out += [Resource("network", n.id, n.name) for n in self._neutron("networks", None, tags)]
         return out
 
     def delete(self, resource: Resource, wait: float = 120.0) -> None:
