@@ -91,7 +91,6 @@ def server(cache: Path, data_dir: Path, port: int, controller_port: int, heap: s
         "num.partitions=1",
         "message.max.bytes=2097152",
         "replica.fetch.max.bytes=2097152",
-        "log.flush.interval.messages=1",
         "",
     ]))
     (data_dir / "log4j.properties").write_text(_LOG4J)
