@@ -74,8 +74,9 @@ class Group:
                     self._enter_overflow(f"cannot append to the spool: {err}")
             if self.overflow:
                 self.dirty[volume].mark(offset, length)
-            elif self.spool.disk_bytes() > self.spool_limit:
-                self._enter_overflow(f"spool holds more than its limit of {self.spool_limit} bytes")
+            elif self.spool.pending()[1] > self.spool_limit:
+                self._enter_overflow(f"spool holds more than its limit of {self.spool_limit} bytes "
+                                     "not yet acknowledged by ingest")
 
     def _append(self, make) -> tuple[int, int]:
         """Under the lock: number records produced by make(seq, ts) and spool them."""

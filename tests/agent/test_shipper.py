@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import time
 
+import httpx
+
 from agent.runtime import AgentThread
 from agent.shipper import build_batch
 from shared.frames import MAX_BATCH_BYTES, Codec, decode_batch
@@ -146,3 +148,31 @@ def test_bandwidth_limit_paces_shipping(tmp_path, ingest):
         assert time.monotonic() - t0 >= 1.5
     finally:
         h.stop()
+
+
+def test_overflow_end_to_end_alarm_then_resync_after_ingest_returns(tmp_path):
+    port = free_port()
+    h = start(tmp_path, f"http://127.0.0.1:{port}", spool_limit_bytes=1_000_000, spool_low_water_bytes=200_000,
+              segment_bytes=256 << 10)
+    server = None
+    try:
+        g = h.group
+        for i in range(24):  # 24 x 100 kB of random data: well past the 1 MB limit
+            g.write("disk0", i * 300_000, os.urandom(100_000))
+        st = h.agent.status()["groups"]["grp1"]
+        assert st["overflow"] and "spool_overflow" in st["alarms"]
+        assert st["volumes"][0]["dirty_chunks"] > 0
+        url = f"http://127.0.0.1:{h.agent.control_port}"
+        assert 'dialback_agent_alarm{alarm="spool_overflow",group="grp1"} 1.0' in httpx.get(f"{url}/metrics").text
+        server = IngestServer(FakeIngest(), port=port).start()
+        wait_for(lambda: not g.overflow and not g.state.needs_resync and g.state.initial_sync_complete
+                 and caught_up(g), timeout=60, what="drain, resync and initial sync")
+        assert "spool_overflow" not in g.alarms
+        recs = server.ingest.records["grp1"]
+        names = [r.data() for r in recs if r.kind.name == "BOOKMARK"]
+        assert any(n.startswith(b"dialback.resync-complete") for n in names)
+        assert replay_matches(tmp_path, g, recs)
+    finally:
+        h.stop()
+        if server:
+            server.stop()
