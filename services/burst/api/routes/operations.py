@@ -1,0 +1,81 @@
+"""/v1/operations: request, inspect, scale and clean up operations."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from services.burst.api.deps import Service, http_error
+from services.burst.model import OperationSpec
+
+router = APIRouter(prefix="/v1")
+
+
+class ScaleBody(BaseModel):
+    count: int = Field(ge=0, le=100)
+
+
+class CleanupBody(BaseModel):
+    reason: str = "requested by user"
+
+
+@router.post("/operations", status_code=202)
+def request_operation(spec: OperationSpec, svc: Service, response: Response) -> dict:
+    """Validate fully, record, start. Same id + same request again: 200 with the current state."""
+    try:
+        st, created = svc.engine.submit(spec)
+    except Exception as err:  # noqa: BLE001 - mapped to a clear HTTP error
+        raise http_error(err) from err
+    if created:
+        svc.metrics.requests.labels(spec.kind.value).inc()
+    else:
+        response.status_code = 200
+    if not st.terminal:
+        svc.schedule(spec.tenant, spec.id)
+    return st.summary()
+
+
+@router.get("/tenants/{tenant}/operations")
+def list_operations(tenant: str, svc: Service) -> list[dict]:
+    try:
+        return [svc.engine.state(t, o).summary() for t, o in svc.engine.events.operations(tenant)]
+    except Exception as err:  # noqa: BLE001
+        raise http_error(err) from err
+
+
+@router.get("/tenants/{tenant}/operations/{op_id}")
+def get_operation(tenant: str, op_id: str, svc: Service) -> dict:
+    try:
+        return svc.engine.state(tenant, op_id).summary()
+    except Exception as err:  # noqa: BLE001
+        raise http_error(err) from err
+
+
+@router.get("/tenants/{tenant}/operations/{op_id}/events")
+def get_events(tenant: str, op_id: str, svc: Service) -> list[dict]:
+    try:
+        svc.engine.state(tenant, op_id)
+        return svc.engine.events.read(tenant, op_id)
+    except Exception as err:  # noqa: BLE001
+        raise http_error(err) from err
+
+
+@router.post("/tenants/{tenant}/operations/{op_id}/scale", status_code=202)
+def scale(tenant: str, op_id: str, body: ScaleBody, svc: Service) -> dict:
+    try:
+        st = svc.engine.scale(tenant, op_id, body.count)
+    except Exception as err:  # noqa: BLE001
+        raise http_error(err) from err
+    svc.schedule(tenant, op_id)
+    return st.summary()
+
+
+@router.post("/tenants/{tenant}/operations/{op_id}/cleanup", status_code=202)
+def cleanup(tenant: str, op_id: str, svc: Service, body: CleanupBody | None = None) -> dict:
+    try:
+        st = svc.engine.request_cleanup(tenant, op_id, (body or CleanupBody()).reason)
+    except Exception as err:  # noqa: BLE001
+        raise http_error(err) from err
+    if not st.terminal:
+        svc.schedule(tenant, op_id)
+    return st.summary()

@@ -1,0 +1,47 @@
+"""The burst service's FastAPI app and how it is assembled from settings."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.burst.api.routes import health, operations
+from services.burst.config import BurstSettings
+from services.burst.engine import Engine
+from services.burst.events import EventLog
+from services.burst.images import FileImageSource, ImageSource
+from services.burst.provider.base import Provider
+from services.burst.service import BurstService
+from services.burst.usage import BurstUsage
+
+
+def build_engine(settings: BurstSettings, provider: Provider | None = None, images: ImageSource | None = None,
+                 emitter=None) -> Engine:
+    if provider is None:
+        from services.burst.provider.openstack import OpenStackProvider
+        provider = OpenStackProvider.from_settings(settings)
+    if emitter is None and settings.burst_usage:
+        from shared.usage import UsageEmitter
+        emitter = UsageEmitter(settings.kafka_bootstrap, "/dialback/burst")
+    return Engine(EventLog(settings.burst_state_dir), provider, images or FileImageSource(settings.burst_images_dir),
+                  BurstUsage(emitter), prod_network=settings.burst_prod_network,
+                  drtest_cidr=settings.burst_drtest_cidr, default_flavor=settings.burst_default_flavor,
+                  boot_timeout=settings.burst_boot_timeout, usage_interval=settings.burst_usage_interval)
+
+
+def create_app(settings: BurstSettings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or BurstSettings()
+    svc = BurstService(engine or build_engine(settings), tick_seconds=settings.burst_tick_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        svc.start()  # the first tick resumes whatever a previous process left unfinished
+        yield
+        svc.stop()
+
+    app = FastAPI(title="Dialback burst", version="1", lifespan=lifespan)
+    app.state.burst = svc
+    app.include_router(health.router)
+    app.include_router(operations.router)
+    return app
