@@ -62,15 +62,14 @@ def synthesize(store: ObjectStore, journal: GroupJournal, point: Point, outputs:
             def fill() -> None:
                 nonlocal nxt
                 while nxt < len(entries) and len(futures) < prefetch:
-                    futures.append(pool.submit(store.get, journal.bucket, entries[nxt].segment))
+                    futures.append(pool.submit(_fetch, store, journal.bucket, entries[nxt].segment))
                     nxt += 1
 
             fill()
             while futures:
                 e = entries[stats.segments]
-                body = futures.pop(0).result()
+                records = futures.pop(0).result()
                 fill()
-                records = list(iter_segment_records(body, e.segment))
                 for rec in reversed(records):
                     seq = rec.sequence
                     if seq > expected:
@@ -104,6 +103,12 @@ def synthesize(store: ObjectStore, journal: GroupJournal, point: Point, outputs:
         for fd in fds.values():
             os.close(fd)
     return stats
+
+
+def _fetch(store: ObjectStore, bucket: str, key: str) -> list:
+    # Fetch and CRC-check in the pool: crc32c and the socket reads release
+    # the GIL, so this overlaps with applying the previous segment.
+    return list(iter_segment_records(store.get(bucket, key), key))
 
 
 def _payload(dctx: zstandard.ZstdDecompressor, rec, where: str) -> memoryview:
