@@ -177,7 +177,11 @@ def last_sequence(store: ObjectStore, bucket: str, group: str) -> int:
     last = 0
     for info in store.list(bucket, keys.timeline_prefix(group)):
         if info.key.endswith(".json"):
-            last = max(last, keys.parse_range(info.key)[1])
+            try:
+                last = max(last, keys.parse_range(info.key)[1])
+            except ValueError as err:
+                raise JournalError(f"{bucket}/{info.key} is not a timeline entry name; move it out of "
+                                   f"{keys.timeline_prefix(group)}") from err
     return last
 
 

@@ -157,8 +157,9 @@ class Journaler:
         bookmarks: list[Bookmark] = bookmarks_of(buf.records)
         entry = put_segment(self.store, self.bucket(tenant), group, batches, buf.records[0], buf.records[-1],
                             bookmarks)
-        del self._buffers[gid]
-        self._held[gid] = entry.last_seq + 1
+        if self._buffers.get(gid) is buf:  # not forgotten (partition revoked) meanwhile
+            del self._buffers[gid]
+            self._held[gid] = entry.last_seq + 1
         self.stats["segments"] += 1
         self.stats["bytes"] += entry.size
         return entry, buf.tokens
