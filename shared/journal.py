@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator, Sequence
 
@@ -158,18 +159,24 @@ def put_segment(store: ObjectStore, bucket: str, group: str, batches: Sequence[b
 
 # --- reading ---------------------------------------------------------------
 
-def read_timeline(store: ObjectStore, bucket: str, group: str, start_after: str = "") -> list[TimelineEntry]:
-    """Timeline entries in key (= first sequence) order."""
-    out = []
-    for info in store.list(bucket, keys.timeline_prefix(group), start_after=start_after):
-        if not info.key.endswith(".json"):
-            continue
+def read_timeline(store: ObjectStore, bucket: str, group: str, start_after: str = "",
+                  workers: int = 8) -> list[TimelineEntry]:
+    """Timeline entries in key (= first sequence) order; entries are fetched in parallel."""
+    names = [i.key for i in store.list(bucket, keys.timeline_prefix(group), start_after=start_after)
+             if i.key.endswith(".json")]
+
+    def fetch(key: str) -> TimelineEntry | None:
         try:
-            raw = store.get(bucket, info.key)
+            return TimelineEntry.from_json(store.get(bucket, key), f"{bucket}/{key}")
         except ObjectNotFound:
-            continue  # removed by garbage collection while we listed
-        out.append(TimelineEntry.from_json(raw, f"{bucket}/{info.key}"))
-    return out
+            return None  # removed by garbage collection while we listed
+
+    if len(names) <= 1 or workers <= 1:
+        got = [fetch(k) for k in names]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            got = list(pool.map(fetch, names))
+    return [e for e in got if e is not None]
 
 
 def last_sequence(store: ObjectStore, bucket: str, group: str) -> int:
