@@ -34,6 +34,9 @@ class MeteringSettings(CommonSettings):
                                                                         "switched off, then purged")
     metering_purge_interval_s: float = Field(3600.0, gt=0)
     metering_purge: bool = Field(True, description="run the purge job inside the service")
+    metering_fault_exit_after: int = Field(
+        0, ge=0, description="fault injection for tests: exit abruptly inside the Nth transaction, after "
+                             "its records were produced and before it commits (0 = never)")
 
     @field_validator("metering_host")
     @classmethod

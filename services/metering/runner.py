@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from typing import Callable
@@ -147,6 +148,10 @@ class MeteringRunner:
             if offsets:
                 tps = [TopicPartition(t, part, off) for (t, part), off in offsets.items()]
                 p.send_offsets_to_transaction(tps, self._consumer.consumer_group_metadata(), 30)
+            if self.s.metering_fault_exit_after and self.batches + 1 >= self.s.metering_fault_exit_after:
+                p.flush(10)  # the records reach the broker, uncommitted: the worst moment to die
+                log.error("fault injection: exiting inside transaction %d", self.batches + 1)
+                os._exit(17)
             p.commit_transaction(60)
         except KafkaException as err:
             kerr = err.args[0]

@@ -69,10 +69,11 @@ class Metering:
         self.url = f"http://127.0.0.1:{env['DIALBACK_METERING_PORT']}"
         self.starts = 0
 
-    def start(self):
+    def start(self, **extra_env):
         self.starts += 1
         log = open(self.tmp / f"metering-{self.starts}.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "services.metering"], env=self.env, cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "services.metering"], env={**self.env, **extra_env},
+                                     cwd=ROOT,
                                      stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

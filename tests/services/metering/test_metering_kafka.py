@@ -75,11 +75,17 @@ def test_feed_reconciles_with_raw_events_through_duplicates_reordering_late_even
             sent.append(e)
         emitter.flush()
 
-    t0 = time.monotonic()
-    metering.start()
-    print(f"first start {time.monotonic() - t0:.1f}s")
+    # the first instance dies by itself inside its 3rd transaction: records produced, not committed
+    metering.start(DIALBACK_METERING_FAULT_EXIT_AFTER="3")
     chunks = [events[i:i + 200] for i in range(0, len(events), 200)]
+    faulted = False
     for n, chunk in enumerate(chunks):
+        if n == 3:
+            metering.proc.wait(60)  # 660 events in batches of <= 200: it must have reached transaction 3
+        if metering.proc.poll() is not None:
+            assert metering.proc.returncode == 17
+            faulted = True
+            metering.start()
         send(chunk + rng.sample(sent or chunk, 20))  # every chunk redelivers 20 earlier events
         if n == len(chunks) // 2:
             for raw in bad_events().values():
@@ -105,6 +111,7 @@ def test_feed_reconciles_with_raw_events_through_duplicates_reordering_late_even
     send(late)  # redelivered after the restart: still counted once
     send([new_event("/dialback/test", "acme", subject("acme", "groups", "g1"), Meter.INGEST_BYTES, 1, at(9))])
 
+    assert faulted, "the fault-injected instance never died: the test did not test a mid-transaction crash"
     expected = {k: v for k, v in expected_totals(sent).items() if k[3] < hour(9)}
     lines = wait_for_lines(metering, lambda ls: line_totals(ls) == expected, timeout=90)
     assert line_totals(lines) == expected  # to the byte and the second, per tenant, meter, subject, hour
