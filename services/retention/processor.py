@@ -14,7 +14,7 @@ from collections import defaultdict
 from typing import Any, Callable, Hashable
 
 from services.retention import metrics
-from services.retention.acks import OrderedAcks, Pending
+from services.retention.acks import OrderedAcks
 from services.retention.journaler import GroupId, Journaler, Outcome
 from shared.objectstore import ObjectStoreError
 from shared.tenancy import check_volume, tenant_of_topic

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from services.recovery import metrics
 from services.recovery.api.deps import CurrentTenant, RecoveryDep
+from services.recovery.errors import BadRequest
 from services.recovery.planner import At
 from services.recovery.upload import check_target_key
 
@@ -60,8 +61,6 @@ async def image(group: str, volume: str, tenant: CurrentTenant, rec: RecoveryDep
     """The volume's bytes at the point; built completely before the first byte is sent."""
     at = At.of(sequence, timestamp_ns, bookmark)
     if volume == "all":
-        from services.recovery.errors import BadRequest
-
         raise BadRequest("download one volume at a time (or POST a recovery for the whole group)")
     plan = await run_in_threadpool(rec.plan, tenant, group, volume, at)
     with metrics.RECOVERY_SECONDS.labels("download").time():
