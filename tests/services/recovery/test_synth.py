@@ -106,3 +106,14 @@ def test_image_is_sparse(tmp_path):
     rec.to_files(rec.plan("acme", "g1", "disk0", At.of(sequence=2)), {"disk0": out})
     st = out.stat()
     assert st.st_size == 1 << 30 and st.st_blocks * 512 < 1 << 20
+
+
+def test_to_objects_exact_key_and_prefix(tmp_path):
+    store, recs, sync = _journal(8, n=30)
+    rec = Recovery(store, work_dir=tmp_path)
+    want = reference(VOLS, recs, sync + 10)
+    one = rec.to_objects(rec.plan("acme", "g1", "disk1", At.of(sequence=sync + 10)), "images/d1.raw")
+    assert [v["key"] for v in one.volumes] == ["images/d1.raw"]
+    assert store.get("dialback-acme", "images/d1.raw") == want["disk1"]
+    both = rec.to_objects(rec.plan("acme", "g1", "all", At.of(sequence=sync + 10)), "dr-test/")
+    assert sorted(v["key"] for v in both.volumes) == ["dr-test/disk0.img", "dr-test/disk1.img"]
