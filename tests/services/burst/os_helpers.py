@@ -1,0 +1,93 @@
+"""Helpers for burst tests on the real local OpenStack: direct SDK checks, a burst service subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import openstack
+
+from deploy.local.process import free_port
+
+
+def sdk(cloud) -> openstack.connection.Connection:
+    return openstack.connect(**cloud.connect_kwargs())
+
+
+def tagged_everywhere(conn, tenant: str, op_id: str) -> dict[str, list[str]]:
+    """Every server, image, volume, port, subnet and network carrying the operation's tags, asked directly."""
+    tl = [f"dialback-op={op_id}", f"dialback-tenant={tenant}"]
+    desc = " ".join(tl)
+    return {
+        "servers": [s.id for s in conn.compute.servers(tags=",".join(tl))],
+        "images": [i.id for i in conn.image.images(tag=tl)],
+        "volumes": [v.id for v in conn.block_storage.volumes(metadata={"dialback-op": op_id})],
+        "ports": sorted({p.id for p in conn.network.ports(tags=",".join(tl))} |
+                        {p.id for p in conn.network.ports(description=desc)}),
+        "subnets": [s.id for s in conn.network.subnets(tags=",".join(tl))],
+        "networks": sorted({n.id for n in conn.network.networks(tags=",".join(tl))} |
+                           {n.id for n in conn.network.networks(description=desc)}),
+    }
+
+
+def nothing_left(found: dict[str, list[str]]) -> bool:
+    return all(not v for v in found.values())
+
+
+@dataclass
+class BurstProcess:
+    """`python -m services.burst` as a real process, so a test can SIGKILL it."""
+
+    state_dir: Path
+    images_dir: Path
+    cloud: object
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {**os.environ, **self.cloud.env(), "DIALBACK_BURST_PORT": str(self.port),
+               "DIALBACK_BURST_STATE_DIR": str(self.state_dir), "DIALBACK_BURST_IMAGES_DIR": str(self.images_dir),
+               "DIALBACK_BURST_USAGE": "false", "DIALBACK_BURST_TICK_SECONDS": "0.5"}
+        log = open(self.state_dir.parent / f"burst-{self.port}.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "services.burst"], env=env, stdout=log,
+                                     stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[3])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"burst service did not start; see {log.name}")
+
+    def kill(self) -> None:
+        self.proc.kill()  # SIGKILL: no chance to tidy up
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def wait_status(get, statuses: set[str], timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    st = {}
+    while time.monotonic() < deadline:
+        st = get()
+        if st.get("status") in statuses:
+            return st
+        time.sleep(0.3)
+    raise AssertionError(f"operation stuck in {st.get('status')}: {st.get('error')}")
