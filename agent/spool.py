@@ -18,6 +18,7 @@ import os
 import struct
 import threading
 from array import array
+from dataclasses import replace
 from pathlib import Path
 
 from agent import state as state_mod
@@ -52,6 +53,14 @@ class _Segment:
         if self.rfd >= 0:
             os.close(self.rfd)
             self.rfd = -1
+
+
+def _fsync_dir(path: Path) -> None:
+    dfd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def entry_parts(rec: Record) -> list:
@@ -93,6 +102,8 @@ class Spool:
         self._wfd = -1
         self._unsynced = False
         self._pending_sync: list[int] = []  # rotated segments not yet fsynced
+        self._dir_unsynced = False
+        self._save_lock = threading.Lock()  # orders state saves without blocking appends
         self._recover()
 
     # -- opening -------------------------------------------------------------
@@ -214,11 +225,7 @@ class Spool:
         path = self.dir / f"{first_seq:020d}.seg"
         self._wfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self._segments.append(_Segment(path, first_seq))
-        dfd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        self._dir_unsynced = True  # the new name becomes durable at the next sync()
 
     def sync(self) -> None:
         """Make every appended record durable (called on FLUSH and FUA)."""
@@ -227,9 +234,12 @@ class Spool:
             if self._unsynced and self._wfd >= 0:
                 fds.append(os.dup(self._wfd))  # rotation may close the original while we fsync
             self._unsynced = False
+            sync_dir, self._dir_unsynced = self._dir_unsynced, False
         try:
             for fd in fds:
                 os.fdatasync(fd)
+            if sync_dir:
+                _fsync_dir(self.dir)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -272,14 +282,21 @@ class Spool:
             return seg.stamps[seq - seg.first_seq] if seg else None
 
     def ack(self, through: int) -> None:
-        """Record that ingest holds everything up to ``through``; trim whole segments."""
-        with self._lock:
-            through = min(through, self.state.last_seq)
-            if through <= self.state.acked_through:
-                return
-            self.state.acked_through = through
-            state_mod.save(self.state_path, self.state)
-            self._trim_locked()
+        """Record that ingest holds everything up to ``through``; trim whole segments.
+
+        The state file is written (and fsynced) before any segment is deleted,
+        and without holding the append lock, so acks never stall writes.
+        """
+        with self._save_lock:
+            with self._lock:
+                through = min(through, self.state.last_seq)
+                if through <= self.state.acked_through:
+                    return
+                self.state.acked_through = through
+                snapshot = replace(self.state, bookmarks=list(self.state.bookmarks))
+            state_mod.save(self.state_path, snapshot)
+            with self._lock:
+                self._trim_locked()
 
     def _trim_locked(self) -> None:
         while self._segments and self._segments[0].last_seq <= self.state.acked_through:
@@ -295,8 +312,10 @@ class Spool:
             self._segments.pop(0)
 
     def save_state(self) -> None:
-        with self._lock:
-            state_mod.save(self.state_path, self.state)
+        with self._save_lock:
+            with self._lock:
+                snapshot = replace(self.state, bookmarks=list(self.state.bookmarks))
+            state_mod.save(self.state_path, snapshot)
 
     # -- figures -------------------------------------------------------------
     def disk_bytes(self) -> int:
