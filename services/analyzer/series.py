@@ -52,6 +52,13 @@ class Series:
         return int(self.covered.sum())
 
 
+def from_arrays(name: str, write_bytes: np.ndarray, iops: np.ndarray, start: int = 0) -> Series:
+    """A fully covered series from per-second bytes and writes (benches, what-if inputs)."""
+    s = _blank(name, start, len(write_bytes))
+    s.write_bytes[:], s.iops[:], s.covered[:] = write_bytes, iops, True
+    return s
+
+
 def _blank(name: str, start: int, n: int) -> Series:
     z = lambda: np.zeros(n, np.float64)  # noqa: E731
     return Series(name, start, z(), z(), z(), z(), z(), np.zeros(n, bool))

@@ -24,7 +24,7 @@ def test_tap_applies_writes_and_records_them(tmp_path):
         with connect("127.0.0.1", port, "disk0") as nbd:
             for i in range(10):
                 nbd.pwrite(payload, (i % 4) * 65536)
-            nbd.zero(8192, 1 << 20)
+            nbd.zero(1 << 20, 8192)  # (length, offset)
             nbd.trim(4096, 2 << 20)
             nbd.flush()
             assert nbd.pread(65536, 65536) == payload
