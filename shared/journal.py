@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator, Sequence
@@ -109,11 +110,22 @@ def iter_segment_records(buf: bytes | memoryview, where: str = "segment") -> Ite
 
 # --- building segments -----------------------------------------------------
 
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    # A compressor context is costly to create and not thread-safe: one per thread and level.
+    cache = _local.__dict__.setdefault("zstd", {})
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(level=level)
+    return cache[level]
+
+
 def compress_record(rec: Record, level: int = 1, min_len: int = 4096) -> Record:
     """Raw DATA payloads re-encoded with zstd when that saves at least 1/8."""
     if rec.kind != Kind.DATA or rec.codec != Codec.RAW or rec.length < min_len:
         return rec
-    packed = zstandard.ZstdCompressor(level=level).compress(rec.payload)
+    packed = _compressor(level).compress(rec.payload)
     if len(packed) > rec.length - rec.length // 8:
         return rec
     return Record(rec.volume, rec.sequence, rec.timestamp_ns, rec.offset, rec.length, rec.kind, Codec.ZSTD, packed)

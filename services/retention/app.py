@@ -47,6 +47,8 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
         broker_session_timeout=settings.retention_session_timeout,
         broker_heartbeat_interval=max(1.0, settings.retention_session_timeout / 4),
         broker_commit_interval=0.5,
+        # A batch is up to 1 MiB; faust's 1 MiB default fetches one message per round trip.
+        consumer_max_fetch_size=settings.retention_fetch_bytes,
         web_enabled=settings.retention_web_port > 0,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",

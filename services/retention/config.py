@@ -18,6 +18,7 @@ class RetentionSettings(CommonSettings):
     retention_rescan_interval: float = Field(10.0, gt=0, description="how often to look for new tenants (s)")
     retention_web_port: int = Field(6066, ge=0, le=65535, description="/healthz and /metrics on 127.0.0.1")
     retention_session_timeout: float = Field(10.0, description="Kafka consumer session timeout (s)")
+    retention_fetch_bytes: int = Field(16 << 20, ge=2 << 20, description="max bytes per partition per fetch")
     tenants_file: Path | None = Field(None, description="default $DIALBACK_HOME/tenants.json")
     home: Path = Field(default_factory=default_home)
 
