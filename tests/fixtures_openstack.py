@@ -29,15 +29,20 @@ def _from_env():
                               region_name=e.get("DIALBACK_OS_REGION_NAME", "RegionOne"))
 
 
+def local_state_dir() -> Path:
+    from shared.config import default_cache
+
+    return Path(os.environ.get("DIALBACK_OS_STATE_DIR", default_cache() / "openstack" / "test-state"))
+
+
 @pytest.fixture(scope="session")
 def openstack_cloud():
     if os.environ.get("DIALBACK_OS_AUTH_URL"):
         yield _from_env()
         return
     from deploy.local.openstack import provision as osp
-    from shared.config import default_cache
 
-    state = Path(os.environ.get("DIALBACK_OS_STATE_DIR", default_cache() / "openstack" / "test-state"))
+    state = local_state_dir()
     already = all(s["running"] for s in osp.status(state).values())
     try:
         ep = osp.start(state)

@@ -7,6 +7,7 @@ next `up` retries it; every command here is itself safe to re-run.
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -80,3 +81,14 @@ def sync_all(lay: L.Layout) -> None:
         futures = [pool.submit(_run_service, lay, svc, cmds) for svc, cmds in steps.items()]
         for f in futures:
             f.result()
+    wal(lay)
+
+
+def wal(lay: L.Layout) -> None:
+    """Write-ahead logging (a persistent property of each file): readers no longer block writers."""
+    for db in sorted(lay.data.glob("*.db")):
+        con = sqlite3.connect(db, timeout=60)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+        finally:
+            con.close()

@@ -71,7 +71,9 @@ class Layout:
         return self.state_dir / "run"
 
     def db_url(self, name: str) -> str:
-        return f"sqlite:///{self.data / (name + '.db')}"
+        # Several processes write one SQLite file (cinder-api/-scheduler/-volume): wait for
+        # the lock rather than fail with "database is locked" under load.
+        return f"sqlite:///{self.data / (name + '.db')}?timeout=60"
 
     def marker(self, step: str) -> Path:
         """A file whose presence says a one-time setup step finished."""
