@@ -13,10 +13,11 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from shared.auth import create_tenant
+from shared.frames import data_record
 from shared.bus.kafka import Producer, consumer, ensure_topics
 from shared.journal import last_sequence
 from shared.tenancy import control_topic, tenant_bucket, writes_topic
-from tests.services.retention.helpers import batches_of, random_records
+from tests.services.retention.helpers import batches_of
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -32,12 +33,17 @@ def test_committed_offsets_never_pass_durable_records(kafka_bootstrap, minio_sto
     # Long segment age: records sit consumed-but-buffered for seconds while faust commits every 0.5 s.
     env = {**os.environ, **stack_env, "DIALBACK_HOME": str(tmp_path), "DIALBACK_TENANTS_FILE": str(tenants),
            "DIALBACK_RETENTION_WEB_PORT": "0", "DIALBACK_RETENTION_SEGMENT_AGE": "3",
+           "DIALBACK_RETENTION_SEGMENT_BYTES": str(64 << 10), "DIALBACK_RETENTION_COMPRESS": "false",
            "DIALBACK_RETENTION_APP_ID": app_id}
     proc = subprocess.Popen([sys.executable, "-m", "services.retention"], cwd=ROOT, env=env,
                             stdout=open(tmp_path / "r.log", "ab"), stderr=subprocess.STDOUT)
     p = Producer(kafka_bootstrap)
     # Two groups on one partition, so acks of one group could overtake the other's buffered messages.
-    recs = {"ga": random_records(300, seed=1), "gb": random_records(300, seed=2)}
+    # ga's messages are small and wait for the segment age; gb's are big and flush at once by
+    # size, so gb's later offsets become durable before ga's earlier ones.
+    small = [data_record("d0", s, s, 0, b"s" * 512) for s in range(1, 301)]
+    big = [data_record("d1", s, s, 0, bytes(8192)) for s in range(1, 301)]
+    recs = {"ga": small, "gb": big}
     msgs = {g: batches_of(r, 10) for g, r in recs.items()}
     last_seq_at: dict[int, tuple[str, int]] = {}  # offset -> (group, last sequence in that message)
     c = consumer(kafka_bootstrap, app_id)
