@@ -19,7 +19,10 @@ def main() -> None:
 
         logging.basicConfig(level=os.environ.get("DIALBACK_LOG_LEVEL", "INFO"),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        run_agent(AgentSettings())
+        try:
+            run_agent(AgentSettings())
+        except (OSError, ValueError) as err:
+            sys.exit(f"dialback agent: {err}")
         return
     app = typer.Typer(no_args_is_help=True)
     register(app)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import threading
 
 import httpx
@@ -78,7 +79,12 @@ class Agent:
         tasks = []
         try:
             self.nbd_port = await self.nbd.start()
-            serve = asyncio.create_task(server.serve())
+            try:
+                ctl_sock = socket.create_server((s.control_host, s.control_port))
+            except OSError as err:
+                raise OSError(err.errno, f"cannot listen on {s.control_host}:{s.control_port} for the control API "
+                                         f"({err.strerror}); pick another --control-port") from err
+            serve = asyncio.create_task(server.serve(sockets=[ctl_sock]))
             while not server.started:
                 if serve.done():
                     serve.result()  # raises why the control API could not start (port taken...)
@@ -99,7 +105,8 @@ class Agent:
             await asyncio.gather(*tasks, return_exceptions=True)
             for syncer in self.syncers.values():
                 await asyncio.to_thread(syncer.close)
-            await self.nbd.close()
+            if self.nbd is not None:
+                await self.nbd.close()
             for group in self.groups.values():
                 group.flush()
                 group.close()

@@ -66,14 +66,18 @@ def server(kind: str, disk: Path, work: Path, spool_root: Path | None = None):
     else:
         spool = (spool_root or work) / "spool"
         shutil.rmtree(spool, ignore_errors=True)
+        control = free_port()
         argv = [sys.executable, "-m", "agent", "protect", "--ingest", "http://127.0.0.1:9", "--token", "bench",
                 "--group", "bench", "--volume", f"disk0={disk}", "--spool", str(spool),
-                "--nbd-port", str(port), "--control-port", str(free_port()), "--spool-limit", str(64 << 30)]
+                "--nbd-port", str(port), "--control-port", str(control), "--spool-limit", str(64 << 30)]
         export = "disk0"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "DIALBACK_LOG_LEVEL": "ERROR"}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         wait_port(port, proc)
+        if kind != "nbdkit":
+            wait_port(control, proc)  # fully started: no start-up work overlaps the measurement
+            time.sleep(0.5)
         yield port, export
     finally:
         proc.terminate()

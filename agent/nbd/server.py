@@ -61,7 +61,11 @@ class NbdServer:
         self._acceptor: threading.Thread | None = None
 
     def start_sync(self) -> int:
-        sock = socket.create_server((self.host, self.port), reuse_port=False)
+        try:
+            sock = socket.create_server((self.host, self.port))
+        except OSError as err:
+            raise OSError(err.errno, f"cannot listen on {self.host}:{self.port} for NBD ({err.strerror}); "
+                                     "pick another --nbd-port") from err
         self._sock = sock
         self.port = sock.getsockname()[1]
         self._acceptor = threading.Thread(target=self._accept_loop, name=f"nbd-accept-{self.port}", daemon=True)
@@ -102,6 +106,7 @@ class NbdServer:
             except OSError:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
             thread = threading.Thread(target=self._serve, args=(conn,), name="nbd-conn", daemon=True)
             with self._lock:
                 self._conns[conn] = thread
