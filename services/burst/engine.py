@@ -152,6 +152,7 @@ class Engine:
                     st = self.append(st, "ImageUploaded", key=key, id=info.id, checksum=info.checksum,
                                      size=info.size, seconds=self.clock() - t1, materialize_seconds=t1 - t0)
                 image = st.images[key]
+                t_api = self.clock()
                 flavors = flavors or self.provider.flavors()
                 flavor = pick_flavor(flavors, srv.flavor, image["size"], self.default_flavor)
                 if srv.name not in st.ports:
@@ -160,7 +161,7 @@ class Engine:
                 sid = self.provider.ensure_server(f"dialback-{st.id}-{srv.name}", image["id"], flavor,
                                                   st.ports[srv.name], self.tags(st))
                 st = self.append(st, "ServerCreated", name=srv.name, server_id=sid, flavor=flavor,
-                                 image_id=image["id"], stage=stage.name)
+                                 image_id=image["id"], stage=stage.name, api_seconds=self.clock() - t_api)
             for srv in stage.servers:
                 rec = st.servers[srv.name]
                 if rec["status"] != "ACTIVE":

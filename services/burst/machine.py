@@ -115,6 +115,8 @@ def apply(state: OperationState, ev: dict) -> OperationState:
     elif t == "ServerCreated":
         s.servers[ev["name"]] = {"id": ev["server_id"], "flavor": ev["flavor"], "status": "BUILD",
                                  "image": ev["image_id"], "stage": ev["stage"], "created_at": ev["time"]}
+        # port + server create calls (flavor lookup included), before nova starts building
+        s.timings["create_calls"] = max(s.timings.get("create_calls", 0.0), ev.get("api_seconds", 0.0))
     elif t == "ServerActive":
         s.servers[ev["name"]].update(status="ACTIVE", addresses=ev["addresses"], active_at=ev["time"])
         s.usage_until.setdefault(ev["name"], ev["time"])
