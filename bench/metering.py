@@ -90,6 +90,7 @@ def phase_throughput(s: MeteringSettings, n: int) -> dict:
         if out.accepted and t0 is None:
             t0, c0 = before, cbefore  # the clock starts with the first batch that held events
         consumed += out.accepted + out.duplicates + len(out.rejects)
+    runner.settle()  # the last transaction is committed too
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     runner.close()
     # cpu: this process's CPU time (Python + librdkafka threads): the rate a free core would reach,

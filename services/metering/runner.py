@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
 from confluent_kafka import KafkaException, Producer, TopicPartition
@@ -55,6 +56,8 @@ class MeteringRunner:
         self._producer: Producer | None = None
         self._consumer = None
         self._licence_tail: Tail | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metering-commit")
+        self._pending: Future | None = None
         self.batches = 0
 
     # ---- lifecycle -----------------------------------------------------
@@ -92,6 +95,12 @@ class MeteringRunner:
         self._consumer.subscribe([self.s.usage_topic])
 
     def close(self) -> None:
+        try:
+            self.settle()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
@@ -128,12 +137,25 @@ class MeteringRunner:
             out = self.aggregator.process(records, now, f"{first[1]}-{first[2]}")
         else:
             out = self.aggregator.tick(now, f"tick-{int(now * 1000)}")
+        # Pipelining: the previous batch's transaction committed while this one was aggregated.
+        # Its outcome is settled before this batch is submitted; if it failed, this batch was built
+        # on state Kafka never accepted, so it is dropped and re-read after the restore.
+        if not self.settle():
+            return Output()
         if out or offsets:
-            self._commit(out, offsets)
+            self._pending = self._pool.submit(self._commit, out, offsets)
         metrics.BATCH.observe(time.perf_counter() - t0)
         return out
 
-    def _commit(self, out: Output, offsets: dict) -> None:
+    def settle(self) -> bool:
+        """Wait for the transaction in flight; False if it failed and state was rebuilt."""
+        pending, self._pending = self._pending, None
+        if pending is None or pending.result():  # result() re-raises MeteringFenced
+            return True
+        self._restore()
+        return False
+
+    def _commit(self, out: Output, offsets: dict) -> bool:
         p = self._producer
         try:
             p.begin_transaction()
@@ -163,8 +185,7 @@ class MeteringRunner:
                 p.abort_transaction(30)
             except KafkaException:
                 log.exception("abort failed; the broker aborts it at transaction timeout")
-            self._restore()
-            return
+            return False
         self.batches += 1
         metrics.EVENTS.labels("accepted").inc(out.accepted)
         metrics.EVENTS.labels("duplicate").inc(out.duplicates)
@@ -174,6 +195,7 @@ class MeteringRunner:
             metrics.LINES.labels(line.type).inc()
         metrics.CLOSED_THROUGH.set(self.aggregator.closed_through * 3600)
         metrics.OPEN_BUCKETS.set(len(self.aggregator.buckets))
+        return True
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         while True:
