@@ -44,3 +44,19 @@ def test_bad_invocations_exit_1_with_a_hint(app, args, needle, monkeypatch):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 1, res.output
     assert needle in " ".join(res.output.split())
+
+
+def test_points_table_and_json(capsys):
+    from services.recovery.cli import _print_points
+
+    p = {"group": "g1", "volumes": [{"volume": "disk0", "size": 1024}],
+         "earliest": {"sequence": 10, "timestamp_ns": 1795579506 * 10**9},
+         "latest": {"sequence": 20, "timestamp_ns": 1795579507 * 10**9}, "retained_through": 20,
+         "bookmarks": [{"name": "dialback.initial-sync-complete", "sequence": 10, "timestamp_ns": 1795579506 * 10**9}]}
+    _print_points(p, as_json=False)
+    out = capsys.readouterr().out
+    assert "earliest" in out and "2026-11-25T04:05:06" in out and "dialback.initial-sync-complete" in out
+    _print_points(p, as_json=True)
+    import json
+
+    assert json.loads(capsys.readouterr().out) == p
