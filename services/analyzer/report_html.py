@@ -57,8 +57,13 @@ def plot_churn(results: list[SeriesResult]) -> str:
     for r in results:
         v, step = _reduce(r.series.write_bytes, "mean")
         ax.plot(_times(r.series.start, len(v), step), v * 8 / 1e6, lw=0.8, label=f"{r.name} (mean per {step} s)")
+    for r in results[-1:]:  # spikes of the total (or the only server), shaded
+        for sp in r.summary["spikes"]:
+            a = datetime.fromtimestamp(sp["start_unix"], timezone.utc)
+            b = datetime.fromtimestamp(sp["start_unix"] + sp["seconds"], timezone.utc)
+            ax.axvspan(a, b, color="orange", alpha=0.25, lw=0)
     ax.set_ylabel("write churn, Mbit/s")
-    ax.set_title("Churn over time")
+    ax.set_title("Churn over time (spikes shaded)")
     ax.legend(fontsize=8)
     _time_axis(ax)
     return _png(fig)
@@ -99,6 +104,21 @@ def plot_curve(r: SeriesResult, targets_min: list[float]) -> str:
     return _png(fig)
 
 
+def plot_sizes(results: list[SeriesResult]) -> str:
+    fig, ax = plt.subplots(figsize=(11, 3))
+    labels = list(results[0].summary["load"]["write_size_histogram"])
+    width = 0.8 / len(results)
+    for i, r in enumerate(results):
+        counts = list(r.summary["load"]["write_size_histogram"].values())
+        total = sum(counts) or 1
+        ax.bar([x + i * width for x in range(len(labels))], [c / total for c in counts], width, label=r.name)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))], labels, rotation=45, fontsize=7)
+    ax.set_ylabel("share of writes")
+    ax.set_title("Write sizes")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 def _table(head: list[str], rows: list[list[str]]) -> str:
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
@@ -124,6 +144,7 @@ def render_html(analysis: Analysis) -> str:
           f"{r.summary['compression']['ratio']:.2f} ({r.summary['compression']['source']})"]
          for r in analysis.results]))
     parts.append(plot_churn(analysis.results))
+    parts.append(plot_sizes(analysis.results))
     parts.append("<h2>Bandwidth needed (Mbit/s, with growth in brackets)</h2>")
     head = ["server"] + [f"RPO {t:g} min {f}" for t in p.rpo_targets_min for f in ("100%", "90%")]
     parts.append(_table(head, [[r.name] + [f"{n[k]:,.2f} [{n[k + '_with_growth']:,.2f}]"

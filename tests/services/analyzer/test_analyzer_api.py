@@ -36,7 +36,7 @@ def test_upload_list_analyze(client, make_profile):
     assert d["total"]["sources"] == ["web1.dbprof"]  # no server-side paths leak to the portal
     h = client.post("/v1/analyses?format=html", json={"profiles": ["web1.dbprof"]})
     assert h.status_code == 200 and h.headers["content-type"].startswith("text/html")
-    assert h.text.count("data:image/png;base64,") == 3
+    assert h.text.count("data:image/png;base64,") == 4
     m = client.get("/metrics").text
     assert 'dialback_analyzer_analyses_total{outcome="ok"} 2.0' in m
     assert client.get("/healthz").json() == {"status": "ok"}

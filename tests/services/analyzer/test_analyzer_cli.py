@@ -33,7 +33,7 @@ def test_analyze_writes_terminal_json_and_html(make_profile, tmp_path):
     assert d["total"]["bandwidth"]["evaluated_mbps"] == 50
     assert [n["rpo_target_min"] for n in d["total"]["bandwidth"]["needed"]] == [5, 20]
     html = out_html.read_text()
-    assert html.count("<img") == 1 + 2 * 3  # churn + (RPO, curve) per server and total
+    assert html.count("<img") == 2 + 2 * 3  # churn, sizes + (RPO, curve) per server and total
 
 
 def test_analyze_refuses_corrupt_profile_naming_offset(make_profile):
