@@ -14,6 +14,7 @@ dirty chunks are remembered; :mod:`agent.sync` copies them again later.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -21,6 +22,7 @@ from agent.dirty import DirtyMap
 from agent.disk import Disk
 from agent.errors import BookmarkError, SpoolError
 from agent.spool import Spool
+from agent.writeback import Writeback
 from shared.frames import Kind, Record
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,8 @@ ALARM_OVERFLOW = "spool_overflow"
 
 
 class Group:
-    def __init__(self, name: str, disks: dict[str, Disk], spool: Spool, spool_limit: int, low_water: int):
+    def __init__(self, name: str, disks: dict[str, Disk], spool: Spool, spool_limit: int, low_water: int,
+                 writeback_bytes: int = 0):
         self.name = name
         self.disks = disks
         self.spool = spool
@@ -44,6 +47,7 @@ class Group:
         self.dirty = {v: DirtyMap(d.size, PIECE) for v, d in disks.items()}
         self.overflow_since_ns: int | None = None
         self.sync_progress = {v: 0 for v in disks}
+        self.writeback = Writeback(self._writeback_fds, writeback_bytes)
         self.registered = threading.Event()
         if spool.state.registered:
             self.registered.set()
@@ -98,6 +102,13 @@ class Group:
         if not data:
             return
         self._capture(volume, offset, len(data), lambda: disk.write(offset, data), make)
+        self.writeback.wrote(len(data))
+
+    def _writeback_fds(self) -> list[int]:
+        """Duplicated descriptors of every disk and the open spool segment."""
+        with self.lock:
+            fds = [os.dup(d.fd) for d in self.disks.values() if d.fd >= 0]
+        return fds + self.spool.dup_write_fd()
 
     def _ranged(self, volume: str, offset: int, length: int, kind: Kind, punch: bool) -> None:
         disk = self.disks[volume]
@@ -241,6 +252,7 @@ class Group:
         return 0.0 if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9)
 
     def close(self) -> None:
+        self.writeback.close()
         self.spool.close()
         for disk in self.disks.values():
             disk.close()

@@ -61,7 +61,7 @@ class Agent:
             raise ValueError("no volumes to protect: pass --volume NAME=PATH (or set DIALBACK_AGENT_VOLUMES)")
         disks = {name: Disk(name, path) for name, path in volumes.items()}
         spool = Spool(s.spool_dir / s.group, segment_bytes=s.segment_bytes)
-        group = Group(s.group, disks, spool, s.spool_limit_bytes, s.low_water)
+        group = Group(s.group, disks, spool, s.spool_limit_bytes, s.low_water, s.writeback_bytes)
         if group.state.initial_sync_complete:
             group.sync_progress = {v: d.size for v, d in disks.items()}
         self.groups[s.group] = group

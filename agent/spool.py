@@ -244,6 +244,11 @@ class Spool:
             for fd in fds:
                 os.close(fd)
 
+    def dup_write_fd(self) -> list[int]:
+        """A duplicate of the open segment's descriptor (for early writeback), if any."""
+        with self._lock:
+            return [os.dup(self._wfd)] if self._wfd >= 0 else []
+
     # -- reading and acknowledging --------------------------------------------
     def _find(self, seq: int) -> _Segment | None:
         for seg in self._segments:
