@@ -68,11 +68,8 @@ class Processor:
             if lock.locked():
                 continue  # being handled right now; the next tick sees it
             async with lock:
-                try:
-                    if await self._flush_locked(gid, retry=False):
-                        n += 1
-                except ObjectStoreError:
-                    pass  # logged; buffer kept, retried next tick
+                if await self._flush_locked(gid, hold=False):
+                    n += 1
         metrics.OLDEST_BUFFER.set(self.j.oldest_age())
         return n
 
@@ -81,10 +78,16 @@ class Processor:
             async with self._locks[gid]:
                 await self._flush_locked(gid)
 
-    async def _flush_locked(self, gid: GroupId, retry: bool = True) -> bool:
+    async def _flush_locked(self, gid: GroupId, hold: bool = True) -> bool:
+        """Flush one group (its lock held); False when nothing was written.
+
+        A failed write keeps the buffer, unacked, for the next attempt. With
+        ``hold`` (the message path) and a backlog of max_buffer_factor
+        segments, retry here until the store answers instead.
+        """
         t0 = time.perf_counter()
         try:
-            if retry and self.j.buffered_bytes(*gid) >= self.j.max_bytes * self.max_buffer_factor:
+            if hold and self.j.buffered_bytes(*gid) >= self.j.max_bytes * self.max_buffer_factor:
                 # The store has been failing for a while: hold the agent here
                 # (faust then pauses fetching) rather than grow memory.
                 entry, handles = await self._retry(lambda: self.j.flush(*gid), f"flush {gid[0]}/{gid[1]}")
@@ -94,9 +97,7 @@ class Processor:
             self.last_flush_error = str(err)
             metrics.FLUSH_ERRORS.inc()
             log.error("group %s/%s: segment not written (%s); kept in memory, not acked, retrying", *gid, err)
-            if retry:
-                return False
-            raise
+            return False
         if entry is None:
             return False
         self.last_flush_error = None
