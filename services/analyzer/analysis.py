@@ -104,7 +104,8 @@ def analyze_series(s: Series, p: AnalysisParams, bandwidth_mbps: float | None = 
         notes.append(f"{s.name}: no compressibility samples (imported trace?); assumed zstd ratio {ratio:.2f}")
     model = wire.WireModel(ratio, True, p.encryption, p.encryption, True)
     on_wire = model.wire(s)
-    w = queue.Workload(on_wire)
+    w = queue.Workload(on_wire, s.covered)
+    cov = s.covered if s.covered.any() else np.ones(len(s), bool)
     lat = p.pipeline_latency_s
     targets_s = [t * 60 for t in p.rpo_targets_min]
 
@@ -120,18 +121,19 @@ def analyze_series(s: Series, p: AnalysisParams, bandwidth_mbps: float | None = 
     rpo = queue.rpo_series(on_wire, bw) + lat if len(on_wire) else np.zeros(0)
 
     def rpo_view(b: float) -> dict:
-        r = queue.rpo_series(on_wire, b) + lat
+        full = queue.rpo_series(on_wire, b) + lat
+        r = full[cov]  # statistics over observed time only
         within = {f"{t / 60:g}": w.within_target(b, max(t - lat, 0.0)) for t in targets_s}
         return {"mbps": b / MBIT, "p50_s": float(np.percentile(r, 50)), "p90_s": float(np.percentile(r, 90)),
                 "p95_s": float(np.percentile(r, 95)), "p99_s": float(np.percentile(r, 99)),
-                "max_s": float(r.max()), "worst_at": iso(s.start + int(np.argmax(r))), "within_target": within}
+                "max_s": float(r.max()), "worst_at": iso(s.start + int(np.argmax(full))), "within_target": within}
 
     whatif = [{"change_pct": c, **rpo_view(bw * (1 + c / 100))} for c in WHATIF]
     stages = []
     for label, m in model.stages():
-        wl = queue.Workload(m.wire(s))
+        wl = queue.Workload(m.wire(s), s.covered)
         q = max(targets_s[0] - lat, 0.0)
-        stages.append({"stage": label, "avg_mbps": float(wl.a.mean()) / MBIT,
+        stages.append({"stage": label, "avg_mbps": float(wl.a[cov].mean()) / MBIT,
                        "mbps_100": wl.required_bandwidth(q, 1.0) / MBIT})
     if stages and stages[0]["avg_mbps"] > 0:
         for st in stages:
@@ -168,22 +170,22 @@ def analyze_series(s: Series, p: AnalysisParams, bandwidth_mbps: float | None = 
         "compression": {"ratio": ratio, "measured": measured, "sampled_bytes": s.sample_raw,
                         "source": "given" if p.compress_ratio is not None else
                         "measured" if was_measured else "assumed"},
-        "bandwidth": {"needed": needed, "evaluated_mbps": chosen, "avg_wire_mbps": float(on_wire.mean()) / MBIT,
+        "bandwidth": {"needed": needed, "evaluated_mbps": chosen, "avg_wire_mbps": float(on_wire[cov].mean()) / MBIT,
                       "stages": stages},
         "rpo": rpo_view(bw), "whatif": whatif,
         "storage": store, "spikes": spike_rows, "spike_count": n_spikes, "notes": notes,
     }
-    return SeriesResult(s.name, summary, on_wire, rpo, s, curve(w, lat))
+    return SeriesResult(s.name, summary, on_wire, rpo, s, curve(w, lat, cov))
 
 
-def curve(w: queue.Workload, lat: float, points: int = 24) -> list[dict]:
-    """Bandwidth-vs-RPO curve from the average wire rate up to the peak."""
+def curve(w: queue.Workload, lat: float, cov: np.ndarray, points: int = 24) -> list[dict]:
+    """Bandwidth-vs-RPO curve (statistics over observed seconds) from the average wire rate up to the peak."""
     if w.peak <= 0:
         return []
     lo = max(float(w.a.mean()) * 1.01, w.peak / 1000)
     out = []
     for b in np.geomspace(lo, w.peak, points):
-        r = queue.rpo_series(w.a, b) + lat
+        r = (queue.rpo_series(w.a, b) + lat)[cov]
         out.append({"mbps": b / MBIT, "p90_s": float(np.percentile(r, 90)),
                     "p99_s": float(np.percentile(r, 99)), "max_s": float(r.max())})
     return out

@@ -49,9 +49,11 @@ def rpo_series(arrivals: np.ndarray, bandwidth: float) -> np.ndarray:
 class Workload:
     """An arrival series with what every bandwidth trial shares precomputed."""
 
-    def __init__(self, arrivals: np.ndarray):
+    def __init__(self, arrivals: np.ndarray, covered: np.ndarray | None = None):
         self.a = np.asarray(arrivals, dtype=np.float64)
         self.n = len(self.a)
+        # Seconds no profile covers carry no load (the queue drains) but do not count as time within target.
+        self.covered = None if covered is None or bool(np.all(covered)) else np.asarray(covered, bool)
         self.arrived = np.cumsum(self.a)
         self.ticks = np.arange(1, self.n + 1, dtype=np.float64)
         self.eps = 1e-9 * max(float(self.arrived[-1]) if self.n else 0.0, 1.0)
@@ -80,7 +82,10 @@ class Workload:
         """
         if not self.n:
             return 1.0
-        return float(np.mean(self.shipped(bandwidth) + self.eps >= self.due(target_s)))
+        ok = self.shipped(bandwidth) + self.eps >= self.due(target_s)
+        if self.covered is not None:
+            ok = ok[self.covered]
+        return float(np.mean(ok)) if len(ok) else 1.0
 
     def required_bandwidth(self, target_s: float, fraction: float = 1.0, rel_tol: float = 1e-3) -> float:
         """Smallest bandwidth (bytes/s) keeping RPO <= ``target_s`` for ``fraction`` of the seconds.

@@ -104,3 +104,13 @@ def test_weeks_simulate_in_seconds():
 def test_idle_series_needs_nothing():
     assert required_bandwidth(np.zeros(100), 60.0) == 0.0
     assert within_target(np.zeros(100), 1.0, 60.0) == 1.0
+
+
+def test_gaps_do_not_count_as_time_within_target():
+    # 1000 observed seconds at twice the bandwidth, then 9000 unobserved seconds (no load, no data)
+    a = np.concatenate([syn.constant(1000, 2 * MB), np.zeros(9000)])
+    covered = np.arange(10000) < 1000
+    # RPO(t) = (t+1)/2 <= 250 for the first 500 observed seconds only
+    assert Workload(a, covered).within_target(1 * MB, 250.0) == pytest.approx(0.5, abs=1e-3)
+    # counted over all 10000 s: RPO (t+1)/2 > 250 from t = 500 until the backlog is gone at t = 1999
+    assert Workload(a).within_target(1 * MB, 250.0) == pytest.approx(1 - 1500 / 10000, abs=1e-3)
