@@ -152,3 +152,16 @@ def test_params_validation():
     with pytest.raises(ValueError):
         AnalysisParams(compress_ratio=1.5)
     assert AnalysisParams(rpo_targets_min=[60, 15, 15]).rpo_targets_min == [15, 60]
+
+
+def test_idle_server_and_empty_profile(make_profile, tmp_path):
+    idle = make_profile("idle", np.zeros(3600))
+    d = _run([idle]).to_dict()["total"]
+    assert d["load"]["avg_rate"] == 0 and d["bandwidth"]["needed"][0]["mbps_100"] == 0
+    assert d["rpo"]["max_s"] == pytest.approx(2.0)  # only the pipeline latency
+    from agent.profile.format import Header
+    from agent.profile.writer import ProfileWriter
+
+    ProfileWriter(tmp_path / "empty", Header("new")).close()
+    with pytest.raises(ProfileError, match="no records yet"):
+        _run([tmp_path / "empty"])
