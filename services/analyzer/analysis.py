@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from agent.profile.reader import Profile
 from services.analyzer import load, queue, storage, wire
@@ -24,6 +24,8 @@ class AnalysisParams(BaseModel):
     bandwidth_mbps: float | None = Field(None, gt=0, description="WAN bandwidth to evaluate (Mbit/s); "
                                          "default: what the first RPO target needs 100% of the time")
     rpo_targets_min: list[float] = Field([15, 30, 60], description="RPO targets in minutes")
+    primary_rpo_min: float | None = Field(None, gt=0, description="the target that sets the default bandwidth "
+                                          "and the compression/encryption table; default: the smallest")
     compress_ratio: float | None = Field(None, gt=0, le=1, description="zstd size/raw size; default: measured")
     assumed_ratio: float = Field(1.0, gt=0, le=1, description="ratio used when a profile has no samples")
     encryption: bool = True
@@ -41,6 +43,14 @@ class AnalysisParams(BaseModel):
         if not v or any(t <= 0 for t in v):
             raise ValueError("give at least one RPO target, every one > 0 minutes")
         return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _primary(self) -> "AnalysisParams":
+        if self.primary_rpo_min is None:
+            self.primary_rpo_min = self.rpo_targets_min[0]
+        elif self.primary_rpo_min not in self.rpo_targets_min:
+            self.rpo_targets_min = sorted([*self.rpo_targets_min, self.primary_rpo_min])
+        return self
 
 
 @dataclass
@@ -116,7 +126,8 @@ def analyze_series(s: Series, p: AnalysisParams, bandwidth_mbps: float | None = 
         needed.append({"rpo_target_min": t / 60, "mbps_100": b100 / MBIT, "mbps_90": b90 / MBIT,
                        "mbps_100_with_growth": b100 * (1 + p.growth) / MBIT,
                        "mbps_90_with_growth": b90 * (1 + p.growth) / MBIT})
-    chosen = bandwidth_mbps or needed[0]["mbps_100"] or 0.001  # an idle server still gets a finite link
+    primary = next(n for n in needed if n["rpo_target_min"] == p.primary_rpo_min)
+    chosen = bandwidth_mbps or primary["mbps_100"] or 0.001  # an idle server still gets a finite link
     bw = chosen * MBIT
     rpo = queue.rpo_series(on_wire, bw) + lat if len(on_wire) else np.zeros(0)
 
@@ -132,7 +143,7 @@ def analyze_series(s: Series, p: AnalysisParams, bandwidth_mbps: float | None = 
     stages = []
     for label, m in model.stages():
         wl = queue.Workload(m.wire(s), s.covered)
-        q = max(targets_s[0] - lat, 0.0)
+        q = max(p.primary_rpo_min * 60 - lat, 0.0)
         stages.append({"stage": label, "avg_mbps": float(wl.a[cov].mean()) / MBIT,
                        "mbps_100": wl.required_bandwidth(q, 1.0) / MBIT})
     if stages and stages[0]["avg_mbps"] > 0:

@@ -14,6 +14,7 @@ from agent.profile.reader import read_profile
 from services.analyzer.analysis import AnalysisParams, analyze_profiles
 
 err = Console(stderr=True)
+DEFAULT_TARGETS = (15.0, 30.0, 60.0)
 import_app = typer.Typer(help="Turn existing traces into Dialback profiles.", no_args_is_help=True)
 
 
@@ -25,7 +26,9 @@ def _fail(msg: str) -> None:
 def analyze(
     profiles: list[Path] = typer.Argument(..., help="profile files (one or more per server)"),
     bandwidth: Optional[float] = typer.Option(None, "--bandwidth", help="WAN bandwidth to evaluate, Mbit/s"),
-    rpo_target: list[float] = typer.Option([15, 30, 60], "--rpo-target", help="RPO target in minutes (repeat)"),
+    rpo_target: list[float] = typer.Option([], "--rpo-target",
+                                           help="RPO target in minutes, added to 15/30/60 (repeat); "
+                                                "the first one sets the evaluated bandwidth"),
     html_out: Optional[Path] = typer.Option(None, "--html", help="also write an HTML report with plots here"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the full result as JSON here"),
     compress_ratio: Optional[float] = typer.Option(None, help="zstd size/raw size to assume instead of the measured one"),
@@ -44,7 +47,8 @@ def analyze(
     from services.analyzer.report_terminal import render
 
     try:
-        params = AnalysisParams(bandwidth_mbps=bandwidth, rpo_targets_min=rpo_target, compress_ratio=compress_ratio,
+        params = AnalysisParams(bandwidth_mbps=bandwidth, rpo_targets_min=[*rpo_target, *DEFAULT_TARGETS],
+                                primary_rpo_min=rpo_target[0] if rpo_target else None, compress_ratio=compress_ratio,
                                 encryption=not no_encryption, pipeline_latency_s=latency,
                                 retention_days=retention_days, base_every_days=base_every_days,
                                 disk_size_gb=disk_size, growth=growth)

@@ -161,7 +161,7 @@ def render_html(analysis: Analysis) -> str:
         parts.append(plot_rpo(r, p.rpo_targets_min))
         parts.append(plot_curve(r, p.rpo_targets_min))
         parts.append("<h3>Compression and encryption</h3>")
-        parts.append(_table(["stage", "avg Mbit/s", f"needed for {p.rpo_targets_min[0]:g} min (100%)", "vs raw"],
+        parts.append(_table(["stage", "avg Mbit/s", f"needed for {p.primary_rpo_min:g} min (100%)", "vs raw"],
                             [[x["stage"], f"{x['avg_mbps']:,.2f}", f"{x['mbps_100']:,.2f}",
                               f"{x.get('vs_raw', 1):.3f}"] for x in s["bandwidth"]["stages"]]))
         st = s["storage"]

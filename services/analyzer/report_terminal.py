@@ -22,10 +22,10 @@ def human_rate(bps: float) -> str:
 
 def human_secs(s: float) -> str:
     if s < 120:
-        return f"{s:.0f} s"
+        return f"{s:.0f}s"
     if s < 7200:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
+        return f"{s / 60:.1f}m"
+    return f"{s / 3600:.1f}h"
 
 
 def render(analysis: Analysis, console: Console | None = None) -> None:
@@ -50,32 +50,30 @@ def render(analysis: Analysis, console: Console | None = None) -> None:
     c.print(load)
     c.print(shape)
 
-    need = Table(title=f"WAN bandwidth needed (Mbit/s; growth +{p.growth:.0%} in brackets; "
+    need = Table(title=f"WAN bandwidth needed, Mbit/s (RPO within target 100% / 90% of the time; "
                        f"pipeline latency {p.pipeline_latency_s:g} s included)")
-    need.add_column("server")
-    for t in p.rpo_targets_min:
-        need.add_column(f"{t:g} min 100%", justify="right")
-        need.add_column("90%", justify="right")
+    for col in ("server", "RPO target", "100%", "90%", f"100% +{p.growth:.0%}", f"90% +{p.growth:.0%}"):
+        need.add_column(col, justify="right" if col != "server" else "left")
     for r in analysis.results:
-        row = [r.name]
-        for n in r.summary["bandwidth"]["needed"]:
-            row += [f"{n['mbps_100']:,.2f} [{n['mbps_100_with_growth']:,.2f}]",
-                    f"{n['mbps_90']:,.2f} [{n['mbps_90_with_growth']:,.2f}]"]
-        need.add_row(*row)
+        for i, n in enumerate(r.summary["bandwidth"]["needed"]):
+            mark = " *" if n["rpo_target_min"] == p.primary_rpo_min else ""
+            need.add_row(r.name if i == 0 else "", f"{n['rpo_target_min']:g} min{mark}", f"{n['mbps_100']:,.2f}",
+                         f"{n['mbps_90']:,.2f}", f"{n['mbps_100_with_growth']:,.2f}",
+                         f"{n['mbps_90_with_growth']:,.2f}", end_section=i == len(r.summary["bandwidth"]["needed"]) - 1)
     c.print(need)
 
     for r in analysis.results:
         s = r.summary
         w = Table(title=f"{r.name}: RPO at {s['bandwidth']['evaluated_mbps']:,.2f} Mbit/s and what-if")
-        for col in ("change", "Mbit/s", "p50", "p90", "p99", "max", "worst (UTC)",
-                    *[f"<= {t:g} min" for t in p.rpo_targets_min]):
+        key = f"{p.primary_rpo_min:g}"
+        for col in ("change", "Mbit/s", "p50", "p90", "p99", "max", "worst (UTC)", f"<= {key} min"):
             w.add_column(col, justify="right")
         for row in s["whatif"]:
             w.add_row(f"{row['change_pct']:+d}%", f"{row['mbps']:,.2f}", human_secs(row["p50_s"]),
                       human_secs(row["p90_s"]), human_secs(row["p99_s"]), human_secs(row["max_s"]),
-                      row["worst_at"][5:16], *[f"{v:.1%}" for v in row["within_target"].values()])
+                      row["worst_at"][5:16], f"{row['within_target'][key]:.1%}")
         c.print(w)
-        st = Table(title=f"{r.name}: what compression and encryption change (RPO {p.rpo_targets_min[0]:g} min, 100%)")
+        st = Table(title=f"{r.name}: what compression and encryption change (RPO {p.primary_rpo_min:g} min, 100%)")
         for col in ("stage", "avg Mbit/s", "needed Mbit/s", "vs raw"):
             st.add_column(col, justify="right" if col != "stage" else "left")
         for row in s["bandwidth"]["stages"]:

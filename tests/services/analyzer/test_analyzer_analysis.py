@@ -152,6 +152,8 @@ def test_params_validation():
     with pytest.raises(ValueError):
         AnalysisParams(compress_ratio=1.5)
     assert AnalysisParams(rpo_targets_min=[60, 15, 15]).rpo_targets_min == [15, 60]
+    p = AnalysisParams(rpo_targets_min=[60, 15], primary_rpo_min=45)
+    assert p.rpo_targets_min == [15, 45, 60] and p.primary_rpo_min == 45
 
 
 def test_idle_server_and_empty_profile(make_profile, tmp_path):

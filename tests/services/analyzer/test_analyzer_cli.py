@@ -28,10 +28,12 @@ def test_analyze_writes_terminal_json_and_html(make_profile, tmp_path):
                                     "--rpo-target", "20", "--html", str(out_html), "--json", str(out_json)])
     assert r.exit_code == 0, r.output
     assert "web1" in r.output and "db1" in r.output and "total" in r.output
-    assert "5 min 100%" in r.output and "storage" in r.output
+    assert "5 min *" in r.output and "storage" in r.output
     d = json.loads(out_json.read_text())
     assert d["total"]["bandwidth"]["evaluated_mbps"] == 50
-    assert [n["rpo_target_min"] for n in d["total"]["bandwidth"]["needed"]] == [5, 20]
+    # user targets are added to 15/30/60; the first one given is the primary
+    assert [n["rpo_target_min"] for n in d["total"]["bandwidth"]["needed"]] == [5, 15, 20, 30, 60]
+    assert d["params"]["primary_rpo_min"] == 5
     html = out_html.read_text()
     assert html.count("<img") == 2 + 2 * 3  # churn, sizes + (RPO, curve) per server and total
 
