@@ -50,14 +50,25 @@ TEMPLATE = ('{"specversion":"1.0","type":"io.dialback.usage.v1","id":"%s","sourc
             '"data":{"meter":"ingest.bytes","quantity":%d,"unit":"byte"}}')
 
 
+_ISO: dict[int, str] = {}
+_RUN = uuid.uuid4().hex[:12]
+_SEQ = [0]
+TENANTS = [f"tenant-{i:02d}" for i in range(50)]
+
+
 def iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + "Z"
+    sec = int(t)
+    s = _ISO.get(sec)
+    if s is None:  # cached: the generator must reach the target rate on a shared core
+        s = _ISO[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + "Z"
+    return s
 
 
 def payload(rng: random.Random, t: float, tenant: str | None = None, group: int | None = None) -> bytes:
-    tenant = tenant or f"tenant-{rng.randrange(50):02d}"
-    return (TEMPLATE % (uuid.uuid4(), iso(t), tenant, rng.randrange(10) if group is None else group, tenant,
-                        rng.randrange(1, 1 << 20))).encode()
+    tenant = tenant or TENANTS[int(rng.random() * 50)]
+    _SEQ[0] += 1
+    return (TEMPLATE % (f"{_RUN}-{_SEQ[0]}", iso(t), tenant, int(rng.random() * 10) if group is None else group,
+                        tenant, 1 + int(rng.random() * 1048575))).encode()
 
 
 def settings(bootstrap: str, sfx: str) -> MeteringSettings:
@@ -155,8 +166,8 @@ def produce_paced(s: MeteringSettings, rate: int, seconds: float, q) -> None:
     p = Producer(producer_config(s.kafka_bootstrap, **{"linger.ms": 2}))
     start = time.monotonic()
     start_hour = BASE_HOUR + 1000
-    sent, last_hour, probes = 0, None, 0
-    tick = 0.01
+    sent, last_hour, probes = 0, None, 20  # probes start after 2 s, when hours are published
+    tick = 0.005
     while (elapsed := time.monotonic() - start) < seconds:
         hour = start_hour + int(elapsed)
         if hour != last_hour and last_hour is not None:
@@ -164,7 +175,7 @@ def produce_paced(s: MeteringSettings, rate: int, seconds: float, q) -> None:
         last_hour = hour
         due = int(elapsed * rate) - sent
         for _ in range(max(0, due)):
-            t = hour * 3600 + min(3599.0, (elapsed % 1) * 3600 + rng.uniform(0, 30))
+            t = hour * 3600 + min(3599.0, (elapsed % 1) * 3600 + rng.random() * 30)
             while True:
                 try:
                     p.produce(s.usage_topic, payload(rng, t), key=b"k%d" % (sent % 64))
@@ -172,7 +183,7 @@ def produce_paced(s: MeteringSettings, rate: int, seconds: float, q) -> None:
                 except BufferError:
                     p.poll(0.005)
             sent += 1
-        if elapsed * 10 >= probes + 1 and hour - start_hour >= 2:
+        while elapsed * 10 >= probes + 1 and hour - start_hour >= 2:
             grp = 1000 + probes
             p.produce(s.usage_topic, payload(rng, (hour - 2) * 3600 + 60, "probe", grp), key=b"probe")
             probe_sent[f"tenants/probe/groups/g{grp}"] = time.monotonic()

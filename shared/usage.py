@@ -207,13 +207,14 @@ def _tenant_error(tenant: str) -> str | None:
 
 def parse_event(raw: bytes | str | dict) -> UsageEvent:
     """Validate one CloudEvent; raise :class:`InvalidUsageEvent` naming the problem."""
-    eid, source, tenant, subj, t, meter, q, attrs = parse_fields(raw)
-    return UsageEvent(eid, source, tenant, subj, datetime.fromtimestamp(t, timezone.utc), meter, q, attrs)
+    eid, source, tenant, subj, t, mname, q, attrs = parse_fields(raw)
+    return UsageEvent(eid, source, tenant, subj, datetime.fromtimestamp(t, timezone.utc), _METER_BY_NAME[mname],
+                      q, attrs)
 
 
 def parse_fields(raw: bytes | str | dict) -> tuple:
     """:func:`parse_event` without building objects: ``(id, source, tenant, subject, epoch seconds,
-    meter, quantity, attributes)``. Metering's hot path; same validation, same errors."""
+    meter name, quantity, attributes)``. Metering's hot path; same validation, same errors."""
     if isinstance(raw, dict):
         doc = raw
     else:
@@ -278,7 +279,7 @@ def parse_fields(raw: bytes | str | dict) -> tuple:
     for dim in spec.dimensions:
         if not attrs.get(dim):
             raise _bad("missing field", f"meter {meter.value} needs data.attributes.{dim}")
-    return eid, source, tenant, subj, t.timestamp(), meter, q, attrs
+    return eid, source, tenant, subj, t.timestamp(), meter.value, q, attrs
 
 
 def new_event(source: str, tenant: str, subj: str, meter: Meter | str, quantity: int,

@@ -51,7 +51,7 @@ class Reject:
     message: str
     raw: bytes
     key: bytes | None
-    where: str  # topic/partition/offset of the rejected record
+    where: object  # where the record came from (the runner passes (topic, partition, offset))
 
 
 @dataclass
@@ -142,9 +142,12 @@ class Aggregator:
         p = self.policy
         licensed = self.licences.licensed if self.licences.licences else None
         too_old = max(self.expired_before, int((self.watermark(now) - p.horizon) // HOUR))
+        seen_by_hour, new_ids_by_hour, buckets = self.seen, self._new_ids, self.buckets
+        dirty, specs, gauge = self._dirty, METERS_BY_NAME, Kind.GAUGE
+        max_event = self.max_event
         for key, value, where in records:
             try:
-                eid, _src, tenant, subj, t, meter, quantity, attrs = parse_fields(value)
+                eid, _src, tenant, subj, t, mname, quantity, attrs = parse_fields(value)
             except InvalidUsageEvent as err:
                 out.rejects.append(Reject(err.reason, str(err), value, key, where))
                 continue
@@ -159,14 +162,13 @@ class Aggregator:
                                           f"the dedupe horizon ({p.horizon:.0f}s); it can no longer be "
                                           "counted exactly once", value, key, where))
                 continue
-            seen = self.seen.get(hour)
+            seen = seen_by_hour.get(hour)
             if seen is None:
-                seen = self.seen[hour] = set()
+                seen = seen_by_hour[hour] = set()
             if eid in seen:
                 out.duplicates += 1
                 continue
-            mname = meter.value
-            spec = METERS_BY_NAME[mname]
+            spec = specs[mname]
             if licensed is not None and spec.feature is not None and not licensed(
                     tenant, spec.feature, subject_group(subj), hour):
                 out.rejects.append(Reject("not licensed", f"{spec.feature.value} is switched off for "
@@ -174,26 +176,26 @@ class Aggregator:
                                           value, key, where))
                 continue
             seen.add(eid)
-            new_ids = self._new_ids.get(hour)
+            new_ids = new_ids_by_hour.get(hour)
             if new_ids is None:
-                new_ids = self._new_ids[hour] = []
+                new_ids = new_ids_by_hour[hour] = []
             new_ids.append(eid)
             dims = ",".join(f"{d}={attrs[d]}" for d in spec.dimensions) if spec.dimensions else ""
             bkey = (tenant, mname, hour, dims, subj)
-            b = self.buckets.get(bkey)
+            b = buckets.get(bkey)
             if b is None:
-                b = self.buckets[bkey] = Bucket()
+                b = buckets[bkey] = Bucket()
                 self.hours.setdefault(hour, set()).add(bkey)
-            if spec.kind is Kind.GAUGE:
+            if spec.kind is gauge:
                 if quantity > b.quantity:
                     b.quantity = quantity
             else:
                 b.quantity += quantity
             b.events += 1
-            self._dirty.add(bkey)
+            dirty.add(bkey)
             out.accepted += 1
-            if t > self.max_event:
-                self.max_event = t
+            if t > max_event:
+                max_event = self.max_event = t
                 too_old = max(too_old, int((self.watermark(now) - p.horizon) // HOUR))
         self._flush(now, tag, out)
         return out

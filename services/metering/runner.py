@@ -125,16 +125,18 @@ class MeteringRunner:
         self._licence_tail.poll(0)
         now = self.clock()
         records, offsets = [], {}
+        topic = self.s.usage_topic
         for m in msgs:
             if m.error() is not None:
-                log.warning("consumer error on %s: %s", self.s.usage_topic, m.error())
+                log.warning("consumer error on %s: %s", topic, m.error())
                 continue
-            records.append((m.key(), m.value(), f"{m.topic()}/{m.partition()}/{m.offset()}"))
-            offsets[(m.topic(), m.partition())] = m.offset() + 1
+            part, off = m.partition(), m.offset()
+            records.append((m.key(), m.value(), (part, off)))  # formatted only if rejected
+            offsets[part] = off + 1
         t0 = time.perf_counter()
         if records:
-            first = records[0][2].rsplit("/", 2)
-            out = self.aggregator.process(records, now, f"{first[1]}-{first[2]}")
+            part, off = records[0][2]
+            out = self.aggregator.process(records, now, f"{part}-{off}")
         else:
             out = self.aggregator.tick(now, f"tick-{int(now * 1000)}")
         # Pipelining: the previous batch's transaction committed while this one was aggregated.
@@ -162,13 +164,13 @@ class MeteringRunner:
             for line in out.lines:
                 self._produce(self.s.billing_topic, line.tenant.encode(), line.to_json())
             for r in out.rejects:
-                doc = {"reason": r.reason, "message": r.message, "source": r.where, "rejected_at": self.clock(),
+                doc = {"reason": r.reason, "message": r.message, "source": "%s/%s/%s" % (self.s.usage_topic, *r.where), "rejected_at": self.clock(),
                        "event": r.raw.decode("utf-8", "replace")[:16384]}
                 self._produce(self.s.dlq_topic, r.key, json.dumps(doc).encode())
             for key, value in out.changelog:
                 self._produce(self.s.metering_state_topic, key.encode(), value)
             if offsets:
-                tps = [TopicPartition(t, part, off) for (t, part), off in offsets.items()]
+                tps = [TopicPartition(self.s.usage_topic, part, off) for part, off in offsets.items()]
                 p.send_offsets_to_transaction(tps, self._consumer.consumer_group_metadata(), 30)
             if self.s.metering_fault_exit_after and self.batches + 1 >= self.s.metering_fault_exit_after:
                 p.flush(10)  # the records reach the broker, uncommitted: the worst moment to die
