@@ -83,3 +83,43 @@ def test_switch_off_stops_meters_next_hour_and_purges_after_grace(metering_facto
     lics = m.get(f"/v1/tenants/{tenant}/licences", token).json()["licences"]
     assert sorted((x["feature"], x["group"], x["enabled"]) for x in lics) == [
         ("instant_access", None, True), ("protection", "g1", False)]
+
+
+def test_cli_switches_licences_and_prints_usage(metering_factory):
+    from typer.testing import CliRunner
+
+    import typer
+
+    from services.metering.cli import register
+
+    app = typer.Typer()
+    register(app)
+    tenant = "cli-" + uuid.uuid4().hex[:8]
+    m = metering_factory([tenant])
+    m.start()
+    run = CliRunner().invoke
+    common = ["--url", m.url, "--token", m.tokens[tenant]]
+    r = run(app, ["license", "off", tenant, "burst", "--group", "g1", *common])
+    assert r.exit_code == 0, r.output
+    assert "burst off for group g1" in r.output
+    lics = m.get(f"/v1/tenants/{tenant}/licences", m.tokens[tenant]).json()["licences"]
+    assert [(x["feature"], x["group"], x["enabled"]) for x in lics] == [("burst", "g1", False)]
+
+    em = UsageEmitter(m.env["DIALBACK_KAFKA_BOOTSTRAP"], "/dialback/ingest", m.env["DIALBACK_USAGE_TOPIC"])
+    base = datetime(2026, 11, 20, 10, tzinfo=timezone.utc)
+    em.emit(tenant, subject(tenant, "groups", "g7"), Meter.INGEST_BYTES, 4242, time=base)
+    em.emit(tenant, subject(tenant, "groups", "g7"), Meter.INGEST_BYTES, 1, time=base.replace(hour=13))
+    em.flush()
+    args = ["usage", tenant, "--from", "2026-11-20T00:00:00+00:00", "--to", "2026-11-21T00:00:00+00:00",
+            "--granularity", "day", "--csv", *common]
+    deadline = time.monotonic() + 60
+    while True:
+        r = run(app, args)
+        if "4242" in r.output or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[1].startswith(f"{tenant},ingest.bytes,byte,,,2026-11-20T00:00:00Z")
+    assert ",4242," in r.output.splitlines()[1]
+    bad = run(app, ["usage", "globex", "--from", "2026-11-20T00:00:00+00:00", *common])
+    assert bad.exit_code == 1 and "404" in bad.output
