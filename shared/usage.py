@@ -218,6 +218,8 @@ def parse_fields(raw: bytes | str | dict) -> tuple:
     if isinstance(raw, dict):
         doc = raw
     else:
+        if not isinstance(raw, (bytes, str)):  # e.g. a Kafka tombstone (no value)
+            raise _bad("malformed", "usage record has no value; send one CloudEvent per record")
         if len(raw) > MAX_EVENT_BYTES:
             raise _bad("too large", f"usage event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")
         try:

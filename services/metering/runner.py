@@ -43,7 +43,9 @@ class MeteringFenced(BusError):
 
 def ensure_metering_topics(s: MeteringSettings, partitions: int = 1) -> None:
     ensure_topics(s.kafka_bootstrap, [s.usage_topic, s.billing_topic, s.dlq_topic], partitions=partitions)
-    compacted = {"cleanup.policy": "compact"}
+    # small segments and an eager cleaner: restore replays this topic, so it must stay compacted
+    compacted = {"cleanup.policy": "compact", "segment.bytes": str(64 << 20), "segment.ms": str(3600_000),
+                 "min.cleanable.dirty.ratio": "0.1", "delete.retention.ms": str(3600_000)}
     ensure_topics(s.kafka_bootstrap, [s.metering_state_topic, s.licensing_topic], partitions=1, config=compacted)
 
 

@@ -73,7 +73,7 @@ def test_burst_needs_its_flavor():
 
 
 def test_not_json_is_malformed():
-    for raw in (b"{nope", b"[1,2]", "\xff".encode("latin-1")):
+    for raw in (b"{nope", b"[1,2]", "\xff".encode("latin-1"), None):
         with pytest.raises(InvalidUsageEvent) as exc:
             parse_event(raw)
         assert exc.value.reason == "malformed"
