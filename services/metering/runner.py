@@ -129,8 +129,12 @@ class MeteringRunner:
         records, offsets = [], {}
         topic = self.s.usage_topic
         for m in msgs:
-            if m.error() is not None:
-                log.warning("consumer error on %s: %s", topic, m.error())
+            err = m.error()
+            if err is not None:
+                if err.fatal():  # e.g. fenced: a newer instance took our group.instance.id
+                    raise MeteringFenced(f"metering stopped: {err}; another instance with id "
+                                         f"{self.s.metering_transactional_id!r} probably took over")
+                log.warning("consumer error on %s: %s", topic, err)
                 continue
             part, off = m.partition(), m.offset()
             records.append((m.key(), m.value(), (part, off)))  # formatted only if rejected

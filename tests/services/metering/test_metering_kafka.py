@@ -177,3 +177,36 @@ def wait_for_lines(metering, done, timeout: float = 60.0) -> list[BillingLine]:
         if done(lines) or time.monotonic() > deadline:
             return lines
         time.sleep(0.5)
+
+
+def test_a_second_instance_fences_the_first_and_nothing_counts_twice(metering_factory):
+    from deploy.local.process import free_port
+
+    from tests.services.metering.conftest import Metering
+
+    a = metering_factory(["acme"])
+    a.start()
+    b = Metering({**a.env, "DIALBACK_METERING_PORT": str(free_port())}, a.tokens, a.tmp)
+    em = UsageEmitter(a.env["DIALBACK_KAFKA_BOOTSTRAP"], "/dialback/test", a.env["DIALBACK_USAGE_TOPIC"])
+    first = [new_event("/t", "acme", subject("acme", "groups", "g1"), Meter.INGEST_BYTES, 10 + i, at(0, i))
+             for i in range(50)]
+    for e in first:
+        em.emit_raw("acme", e.to_json())
+    em.flush()
+    wait_for_lines(a, lambda ls: False, timeout=2)
+    try:
+        b.start()  # same transactional id and group instance id: b fences a
+        later = [new_event("/t", "acme", subject("acme", "groups", "g1"), Meter.INGEST_BYTES, 100 + i,
+                           at(0, 30 + i)) for i in range(20)]
+        closer = new_event("/t", "acme", subject("acme", "groups", "g1"), Meter.INGEST_BYTES, 1, at(3))
+        for e in later + first + [closer]:
+            em.emit_raw("acme", e.to_json())
+        em.flush()
+        a.proc.wait(60)  # the fenced instance stops by itself
+        assert a.proc.returncode not in (0, None)
+        expected = {k: v for k, v in expected_totals(first + later).items()}
+        lines = wait_for_lines(a, lambda ls: line_totals(ls) == expected, timeout=60)
+        assert line_totals(lines) == expected
+        assert b.proc.poll() is None
+    finally:
+        b.kill()
