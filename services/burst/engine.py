@@ -29,6 +29,9 @@ from services.burst.validation import pick_flavor, validate
 log = logging.getLogger("dialback.burst")
 
 
+BOOT_ATTEMPTS = 2
+
+
 class Cancelled(Exception):
     """Cleanup was requested while the operation was still being provisioned."""
 
@@ -136,38 +139,13 @@ class Engine:
             net_id = self.provider.find_network(self.prod_network)
             if net_id is None:
                 raise ProvisionFailed(f"network {self.prod_network!r} disappeared")
-        flavors = None
         for stage in spec.stage_list(st.desired_count):
             done = stage.name in st.stages_done
-            for srv in stage.servers:
-                if srv.name in st.live_servers():
-                    continue
-                key = f"{srv.group}/{srv.volume}@{srv.point}"
-                if key not in st.images:
-                    t0 = self.clock()
-                    path = self.images.materialize(st.tenant, srv.group, srv.volume, srv.point)
-                    t1 = self.clock()
-                    info = self.provider.ensure_image(f"dialback-{st.id}-{srv.group}-{srv.volume}-{srv.point}",
-                                                      path, self.tags(st))
-                    st = self.append(st, "ImageUploaded", key=key, id=info.id, checksum=info.checksum,
-                                     size=info.size, seconds=self.clock() - t1, materialize_seconds=t1 - t0)
-                image = st.images[key]
-                t_api = self.clock()
-                flavors = flavors or self.provider.flavors()
-                flavor = pick_flavor(flavors, srv.flavor, image["size"], self.default_flavor)
-                if srv.name not in st.ports:
-                    port = self.provider.ensure_port(f"dialback-{st.id}-{srv.name}", net_id, self.tags(st))
-                    st = self.append(st, "PortCreated", name=srv.name, port_id=port)
-                sid = self.provider.ensure_server(f"dialback-{st.id}-{srv.name}", image["id"], flavor,
-                                                  st.ports[srv.name], self.tags(st))
-                st = self.append(st, "ServerCreated", name=srv.name, server_id=sid, flavor=flavor,
-                                 image_id=image["id"], stage=stage.name, api_seconds=self.clock() - t_api)
-            for srv in stage.servers:
-                rec = st.servers[srv.name]
-                if rec["status"] != "ACTIVE":
-                    info = self.provider.wait_active(rec["id"], self.boot_timeout)
-                    st = self.append(st, "ServerActive", name=srv.name, addresses=info.addresses,
-                                     seconds=self.clock() - rec["created_at"])
+            for attempt in range(BOOT_ATTEMPTS):
+                st = self._create_servers(st, stage, net_id)
+                st, failed = self._wait_servers(st, stage, last=attempt == BOOT_ATTEMPTS - 1)
+                if not failed:
+                    break
             if done:
                 continue
             if stage.wait_seconds:
@@ -185,6 +163,55 @@ class Engine:
                 st = self._remove_server(st, name)
         limit = spec.time_limit_seconds
         return self.append(st, "OperationRunning", deadline=(self.clock() + limit) if limit else None)
+
+    def _create_servers(self, st: OperationState, stage, net_id: str) -> OperationState:
+        flavors = None
+        for srv in stage.servers:
+            if srv.name in st.live_servers():
+                continue
+            key = f"{srv.group}/{srv.volume}@{srv.point}"
+            if key not in st.images:
+                t0 = self.clock()
+                path = self.images.materialize(st.tenant, srv.group, srv.volume, srv.point)
+                t1 = self.clock()
+                info = self.provider.ensure_image(f"dialback-{st.id}-{srv.group}-{srv.volume}-{srv.point}",
+                                                  path, self.tags(st))
+                st = self.append(st, "ImageUploaded", key=key, id=info.id, checksum=info.checksum,
+                                 size=info.size, seconds=self.clock() - t1, materialize_seconds=t1 - t0)
+            image = st.images[key]
+            t_api = self.clock()
+            flavors = flavors or self.provider.flavors()
+            flavor = pick_flavor(flavors, srv.flavor, image["size"], self.default_flavor)
+            if srv.name not in st.ports:
+                port = self.provider.ensure_port(f"dialback-{st.id}-{srv.name}", net_id, self.tags(st))
+                st = self.append(st, "PortCreated", name=srv.name, port_id=port)
+            sid = self.provider.ensure_server(f"dialback-{st.id}-{srv.name}", image["id"], flavor,
+                                              st.ports[srv.name], self.tags(st))
+            st = self.append(st, "ServerCreated", name=srv.name, server_id=sid, flavor=flavor,
+                             image_id=image["id"], stage=stage.name, api_seconds=self.clock() - t_api)
+        return st
+
+    def _wait_servers(self, st: OperationState, stage, last: bool) -> tuple[OperationState, bool]:
+        """Wait for ACTIVE. A server that went to ERROR is deleted and reported (False: all ACTIVE)
+        so that it is built once more: a one-host test cloud fails builds on transient DB locks."""
+        failed = False
+        for srv in stage.servers:
+            rec = st.servers[srv.name]
+            if rec["status"] == "ACTIVE" or rec.get("deleted"):
+                continue
+            try:
+                info = self.provider.wait_active(rec["id"], self.boot_timeout)
+            except ProvisionFailed as err:
+                if last:
+                    raise
+                log.warning("server %s of %s failed to build, retrying: %s", srv.name, st.id, err)
+                self.provider.delete(Resource("server", rec["id"], srv.name))
+                st = self.append(st, "BootFailed", name=srv.name, error=str(err))
+                failed = True
+                continue
+            st = self.append(st, "ServerActive", name=srv.name, addresses=info.addresses,
+                             seconds=self.clock() - rec["created_at"])
+        return st, failed
 
     def _remove_server(self, st: OperationState, name: str) -> OperationState:
         rec = st.servers[name]

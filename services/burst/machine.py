@@ -25,6 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "PortCreated": {"provisioning", "scaling"},
     "ServerCreated": {"provisioning", "scaling"},
     "ServerActive": {"provisioning", "scaling"},
+    "BootFailed": {"provisioning", "scaling"},
     "HookRan": {"provisioning"},
     "StageCompleted": {"provisioning"},
     "OperationRunning": {"provisioning", "scaling"},
@@ -121,6 +122,8 @@ def apply(state: OperationState, ev: dict) -> OperationState:
         s.servers[ev["name"]].update(status="ACTIVE", addresses=ev["addresses"], active_at=ev["time"])
         s.usage_until.setdefault(ev["name"], ev["time"])
         s.timings["boot"] = max(s.timings.get("boot", 0.0), ev["seconds"])
+    elif t == "BootFailed":
+        s.servers[ev["name"]].update(deleted=True, status="ERROR", error=ev["error"])
     elif t == "HookRan":
         pass
     elif t == "StageCompleted":

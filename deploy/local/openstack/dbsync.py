@@ -81,14 +81,20 @@ def sync_all(lay: L.Layout) -> None:
         futures = [pool.submit(_run_service, lay, svc, cmds) for svc, cmds in steps.items()]
         for f in futures:
             f.result()
-    wal(lay)
+    journal_mode(lay)
 
 
-def wal(lay: L.Layout) -> None:
-    """Write-ahead logging (a persistent property of each file): readers no longer block writers."""
+def journal_mode(lay: L.Layout, mode: str = "DELETE") -> None:
+    """SQLite's default rollback journal, with busy waits (the URLs' timeout) doing the rest.
+
+    WAL was tried: under load, nova's ORM got SQLITE_BUSY_SNAPSHOT at once (a read
+    transaction upgraded to a write after another commit), which no busy timeout waits
+    out, and a server build failed. The mode is a property of the file, so set it back
+    explicitly on state dirs made by that version.
+    """
     for db in sorted(lay.data.glob("*.db")):
         con = sqlite3.connect(db, timeout=60)
         try:
-            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(f"PRAGMA journal_mode={mode}")
         finally:
             con.close()

@@ -24,7 +24,7 @@ class MemoryProvider(Provider):
         self.res: dict[str, dict[str, dict]] = {k: {} for k in ("server", "port", "image", "volume", "subnet", "network")}
         for n in networks:
             self.res["network"][f"shared-{n}"] = {"name": n, "tags": {}}
-        self.fail_next_boot = False  # failure injection: the next server goes to ERROR
+        self.fail_next_boot = 0  # failure injection: the next N servers go to ERROR
         self.calls: list[str] = []
 
     def _new(self, kind: str, name: str, tags: dict, **extra) -> str:
@@ -85,8 +85,8 @@ class MemoryProvider(Provider):
                 raise UnknownFlavor(f"flavor {flavor!r} does not exist; known: {', '.join(sorted(self._flavors))}")
             if self.max_instances is not None and len(self.res["server"]) >= self.max_instances:
                 raise QuotaExceeded(f"quota exceeded for instances (limit {self.max_instances})")
-            status = "ERROR" if self.fail_next_boot else "ACTIVE"
-            self.fail_next_boot = False
+            status = "ERROR" if self.fail_next_boot > 0 else "ACTIVE"
+            self.fail_next_boot = max(0, self.fail_next_boot - 1)
             return self._new("server", name, tags, status=status, port=port_id, image=image_id)
 
     def wait_active(self, server_id: str, timeout: float) -> ServerInfo:

@@ -132,7 +132,10 @@ class OpenStackProvider(Provider):
         return srv.id
 
     def wait_active(self, server_id: str, timeout: float) -> ServerInfo:
-        srv = self.conn.compute.get_server(server_id)
+        try:
+            srv = self.conn.compute.get_server(server_id)
+        except osexc.NotFoundException as err:
+            raise ProvisionFailed(f"server {server_id} disappeared while building") from err
         try:
             srv = self.conn.compute.wait_for_server(srv, status="ACTIVE", failures=["ERROR"], interval=0.5,
                                                     wait=int(timeout))

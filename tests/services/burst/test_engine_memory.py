@@ -97,11 +97,21 @@ def test_bad_requests_are_refused_before_anything_is_made(engine, memory_provide
 
 
 def test_boot_failure_rolls_back_everything(engine, memory_provider):
-    memory_provider.fail_next_boot = True
+    memory_provider.fail_next_boot = 2  # the first build and its retry
     engine.submit(spec())
     st = engine.drive(TENANT, "op-1")
     assert st.status == "failed" and "ERROR" in st.error
     assert tagged(memory_provider, "op-1") == []
+
+
+def test_one_failed_build_is_retried_once(engine, memory_provider):
+    memory_provider.fail_next_boot = 1
+    engine.submit(spec())
+    st = engine.drive(TENANT, "op-1")
+    assert st.status == "running" and st.servers["s0"]["status"] == "ACTIVE"
+    types = [e["type"] for e in engine.events.read(TENANT, "op-1")]
+    assert types.count("ServerCreated") == 2 and types.count("BootFailed") == 1
+    assert [r.kind for r in tagged(memory_provider, "op-1")].count("server") == 1
 
 
 def test_burst_scales_up_and_down_and_bills_per_flavor(engine, memory_provider, clock, emitter):
