@@ -53,20 +53,29 @@ def identity(conn: Connection) -> None:
                 conn.identity.create_endpoint(service_id=svc.id, interface=interface, url=url, region_id=L.REGION)
 
 
-def wait_for_compute_host(conn: Connection, timeout: float = 120.0) -> None:
-    """Nova can schedule only once the compute host is mapped into a cell (periodic discovery)."""
+def wait_for_compute_host(conn: Connection, since: float, timeout: float = 180.0) -> None:
+    """Nova can schedule only once nova-compute has reported since it (re)started and its host
+    is mapped into a cell. After a warm restart the old records look fine, hence `since`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if list(conn.compute.hypervisors()):
+            fresh = [s for s in conn.compute.services(binary="nova-compute")
+                     if s.state == "up" and s.updated_at and _epoch(s.updated_at) >= since]
+            if fresh and list(conn.compute.hypervisors()):
                 return
         except openstack.exceptions.SDKException:
             pass
         time.sleep(1.0)
-    raise TimeoutError("nova-compute registered no hypervisor in time; see nova-compute.log and nova-scheduler.log")
+    raise TimeoutError("nova-compute did not report in time; see nova-compute.log and nova-conductor.log")
 
 
-def resources(conn: Connection) -> None:
+def _epoch(stamp: str) -> float:
+    from datetime import datetime, timezone
+    t = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def resources(conn: Connection, since: float = 0.0) -> None:
     for name, (vcpus, ram, disk) in FLAVORS.items():
         if not conn.compute.find_flavor(name, ignore_missing=True):
             conn.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk, is_public=True)
@@ -81,12 +90,12 @@ def resources(conn: Connection) -> None:
                                        enable_dhcp=False, gateway_ip=None)
     # Room for tests and benches on one machine; tests shrink quotas per project.
     conn.set_compute_quotas(admin.id, instances=50, cores=200, ram=512000)
-    wait_for_compute_host(conn)
+    wait_for_compute_host(conn, since)
 
 
-def run(phase: str) -> None:
+def run(phase: str, since: float = 0.0) -> None:
     conn = admin_connection()
     try:
-        identity(conn) if phase == "identity" else resources(conn)
+        identity(conn) if phase == "identity" else resources(conn, since)
     finally:
         conn.close()

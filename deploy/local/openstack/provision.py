@@ -93,12 +93,14 @@ def start(state_dir: Path | None = None, cache_dir: Path | None = None, timings:
     timings["identity_catalog"] = time.monotonic() - t
     t = time.monotonic()
     rest = [p for p in services.all_processes(lay) if p.name not in ("rabbitmq", "keystone-api")]
+    # nova-compute must report after this moment (if it starts now); if it was running, any report will do
+    since = 0.0 if services.daemon(lay, "nova-compute").running() else time.time() - 1
     with ThreadPoolExecutor(max_workers=len(rest)) as pool:
         for f in [pool.submit(p.start, 180) for p in rest]:
             f.result()
     timings["services"] = time.monotonic() - t
     t = time.monotonic()
-    catalog.run("resources")
+    catalog.run("resources", since)
     timings["resources"] = time.monotonic() - t
     ep = endpoints()
     _write_client_files(lay, ep)

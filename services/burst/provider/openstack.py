@@ -28,7 +28,8 @@ def _is_quota(err: Exception) -> bool:
 
 class OpenStackProvider(Provider):
     def __init__(self, **connect_kwargs) -> None:
-        self.conn = openstack.connect(**connect_kwargs)
+        # A hung API call must not stall an operation forever: it fails, and the ticker retries.
+        self.conn = openstack.connect(api_timeout=120, **connect_kwargs)
 
     @classmethod
     def from_settings(cls, s) -> "OpenStackProvider":
@@ -160,14 +161,26 @@ class OpenStackProvider(Provider):
         out += [Resource("network", n.id, n.name) for n in self._neutron("networks", None, tags)]
         return out
 
+    def _delete_server(self, rid: str, wait: float) -> None:
+        """Delete and wait until gone. A delete that failed inside nova leaves the server in
+        ERROR (seen on the SQLite test cloud: "database is locked"); asking again fixes it."""
+        c = self.conn
+        deadline = time.monotonic() + wait
+        c.compute.delete_server(rid, ignore_missing=True)
+        while time.monotonic() < deadline:
+            srv = c.compute.find_server(rid, ignore_missing=True)
+            if srv is None or srv.status == "DELETED":
+                return
+            if srv.status == "ERROR" and not srv.task_state:
+                c.compute.delete_server(rid, ignore_missing=True)
+            time.sleep(0.5)
+        raise ProvisionFailed(f"server {rid} still there after {wait:.0f}s; cleanup will retry")
+
     def delete(self, resource: Resource, wait: float = 120.0) -> None:
         c, rid = self.conn, resource.id
         try:
             if resource.kind == "server":
-                c.compute.delete_server(rid, ignore_missing=True)
-                srv = c.compute.find_server(rid, ignore_missing=True)
-                if srv is not None:
-                    c.compute.wait_for_delete(srv, interval=0.5, wait=int(wait))
+                self._delete_server(rid, wait)
             elif resource.kind == "port":
                 c.network.delete_port(rid, ignore_missing=True)
             elif resource.kind == "volume":
