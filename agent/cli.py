@@ -22,7 +22,7 @@ def _control_default() -> str:
 
 
 def protect(
-    ingest: str = typer.Option(..., help="ingest base URL, e.g. http://127.0.0.1:8080"),
+    ingest: str = typer.Option(..., help="ingest base URL, e.g. http://127.0.0.1:8100"),
     token: str = typer.Option(..., envvar="DIALBACK_AGENT_TOKEN", help="tenant token for ingest"),
     group: str = typer.Option(..., help="protection (consistency) group id"),
     volume: list[str] = typer.Option(..., help="NAME=PATH of a disk file or block device; repeat for more"),
@@ -104,4 +104,7 @@ def register(app: typer.Typer) -> None:
     app.command("bookmark")(bookmark)
     agent_app = typer.Typer(help="The local data tap.", no_args_is_help=True)
     agent_app.command("status")(status)
+    from agent.profile.cli import register_profile  # `dialback agent profile`: the tap in profile-only mode
+
+    register_profile(agent_app)
     app.add_typer(agent_app, name="agent")

@@ -1,6 +1,6 @@
 """Agent settings, from DIALBACK_AGENT_* environment variables or the CLI.
 
-Example: DIALBACK_AGENT_INGEST=http://127.0.0.1:8080
+Example: DIALBACK_AGENT_INGEST=http://127.0.0.1:8100
 DIALBACK_AGENT_TOKEN=... DIALBACK_AGENT_GROUP=web DIALBACK_AGENT_VOLUMES="disk0=/dev/sdb,disk1=/srv/d1.img"
 """
 
@@ -35,7 +35,7 @@ def parse_volumes(spec: str | list[str]) -> dict[str, Path]:
 class AgentSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="DIALBACK_AGENT_", extra="ignore")
 
-    ingest: str = Field("http://127.0.0.1:8080", description="ingest base URL")
+    ingest: str = Field("http://127.0.0.1:8100", description="ingest base URL")
     token: SecretStr = Field(SecretStr(""), description="tenant bearer token for ingest")
     group: str = Field("default", description="protection (consistency) group id")
     volumes: str = Field("", description="NAME=PATH[,NAME=PATH...] exported over NBD and protected")

@@ -24,7 +24,7 @@ def up(with_openstack: bool = typer.Option(False, "--with-openstack", help="also
 
             with console.status("starting OpenStack (keystone, glance, placement, nova, neutron, cinder) …"):
                 os_provision.provision(stack.cache)
-                eps = os_provision.start(stack.home / "openstack")
+                eps = os_provision.start(stack.home, stack.cache)
             console.print(f"[green]OpenStack[/] at {getattr(eps, 'auth_url', eps)}")
     except StartError as err:
         console.print(f"[red]error:[/] {err}")
@@ -47,9 +47,15 @@ def provision() -> None:
 
 
 @stack_app.command()
-def down() -> None:
+def down(with_openstack: bool = typer.Option(False, "--with-openstack", help="also stop the local OpenStack")) -> None:
     """Stop the local stack (data is kept)."""
-    Stack.default().down(echo=lambda m: console.print(m))
+    stack = Stack.default()
+    if with_openstack:
+        from deploy.local.openstack import provision as os_provision
+
+        for name in os_provision.stop(stack.home, stack.cache):
+            console.print(f"stopped {name}")
+    stack.down(echo=lambda m: console.print(m))
 
 
 @stack_app.command()

@@ -20,7 +20,7 @@ RESTING = {"running", "cleaned", "failed"}
 
 
 def _url() -> str:
-    return os.environ.get("DIALBACK_BURST_URL", "http://127.0.0.1:8085")
+    return os.environ.get("DIALBACK_BURST_URL", "http://127.0.0.1:8106")
 
 
 def _call(method: str, path: str, **kw) -> dict | list:

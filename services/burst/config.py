@@ -11,7 +11,7 @@ from shared.config import CommonSettings, default_home
 
 class BurstSettings(CommonSettings):
     burst_host: str = "127.0.0.1"
-    burst_port: int = 8085
+    burst_port: int = 8106
     burst_state_dir: Path = Field(default_factory=lambda: default_home() / "burst",
                                   description="event logs of operations")
     burst_images_dir: Path = Field(default_factory=lambda: default_home() / "burst" / "images",

@@ -11,7 +11,7 @@ from shared.usage import DLQ_TOPIC
 
 class MeteringSettings(CommonSettings):
     metering_host: str = Field("127.0.0.1", description="HTTP bind address (loopback only by default)")
-    metering_port: int = Field(8085, description="HTTP port of the usage and licence API")
+    metering_port: int = Field(8104, description="HTTP port of the usage and licence API")
     metering_admin_token: SecretStr | None = Field(
         None, description="bearer token of the provider's view across tenants; unset = nobody has it")
     metering_group: str = "dialback-metering"
