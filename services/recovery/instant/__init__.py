@@ -1,0 +1,1 @@
+"""Instant access: serve a recovery point over NBD without materializing it."""
