@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 import pytest
@@ -10,11 +11,19 @@ from shared.objectstore import ObjectNotFound, ObjectStore
 from shared.objectstore.memory import MemoryObjectStore
 
 
-@pytest.fixture(params=["memory", pytest.param("minio", marks=pytest.mark.integration)])
-def store(request) -> ObjectStore:
-    if request.param == "memory":
-        return MemoryObjectStore()
-    return request.getfixturevalue("minio_store")
+@pytest.fixture(params=["memory", pytest.param("minio", marks=pytest.mark.integration),
+                        "encrypted-memory", pytest.param("encrypted-minio", marks=pytest.mark.integration)])
+def store(request, tmp_path) -> ObjectStore:
+    if request.param.endswith("memory"):
+        inner = MemoryObjectStore()
+    else:
+        inner = request.getfixturevalue("minio_store")
+    if request.param.startswith("encrypted"):
+        # the at-rest wrapper must honour the same contract as the raw adapters
+        from shared.crypto.keyring import Keyring
+        from shared.objectstore.encrypted import EncryptedObjectStore
+        return EncryptedObjectStore(inner, Keyring(secrets.token_bytes(32), tmp_path / "keyring.json"))
+    return inner
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Envelope encryption: a provider master key wraps per-tenant data keys."""
