@@ -6,6 +6,10 @@ is recovery planning::
     groups/<group>/manifest.json                         the group's volumes and sizes
     groups/<group>/journal/<first:020d>-<last:020d>.seg  journal segment (records first..last)
     groups/<group>/timeline/<first:020d>-<last:020d>.json timeline entry for that segment
+    groups/<group>/bases/<seq:020d>.json                 base image (synthetic full) at sequence seq
+    groups/<group>/policy.json                           the group's retention policy
+    groups/<group>/leases/<id>.json                      a reader's lease (GC keeps what it needs)
+    chunks/<id[:2]>/<id>                                 tenant-wide chunk, id = SHA-256 of its plaintext
 """
 
 from __future__ import annotations
@@ -46,3 +50,35 @@ def parse_range(key: str) -> tuple[int, int]:
     name = key.rsplit("/", 1)[-1].split(".", 1)[0]
     first, last = name.split("-")
     return int(first), int(last)
+
+
+def bases_prefix(group: str) -> str:
+    return f"groups/{group}/bases/"
+
+
+def base_key(group: str, sequence: int) -> str:
+    return f"{bases_prefix(group)}{sequence:0{SEQ_WIDTH}d}.json"
+
+
+def parse_base_key(key: str) -> int:
+    """The sequence of a base from its key."""
+    return int(key.rsplit("/", 1)[-1].split(".", 1)[0])
+
+
+CHUNKS_PREFIX = "chunks/"
+
+
+def chunk_key(chunk_id: str) -> str:
+    return f"{CHUNKS_PREFIX}{chunk_id[:2]}/{chunk_id}"
+
+
+def policy_key(group: str) -> str:
+    return f"groups/{group}/policy.json"
+
+
+def leases_prefix(group: str) -> str:
+    return f"groups/{group}/leases/"
+
+
+def lease_key(group: str, lease_id: str) -> str:
+    return f"{leases_prefix(group)}{lease_id}.json"
