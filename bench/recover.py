@@ -28,11 +28,11 @@ from pathlib import Path
 from services.recovery.planner import At
 from services.recovery.service import Recovery, file_sha256
 from services.retention.journaler import Journaler
+from shared.objectstore.factory import store_from_settings
 from shared import keys
 from shared.config import CommonSettings
 from shared.frames import Kind, Record, data_record, encode_batch
 from shared.journal import INITIAL_SYNC_BOOKMARK, manifest_doc
-from shared.objectstore.minio import MinioObjectStore
 
 FILL = (b"Dialback continuous data protection benchmark text. " * 40)[:2048]
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoint = server.endpoint
     else:
         s = CommonSettings()
-        store = MinioObjectStore.from_settings(s)
+        store = store_from_settings(s)
         endpoint = s.s3_endpoint
     tenant = f"bench{random.randrange(10**6):06d}"
     group = "g1"

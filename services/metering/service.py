@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Callable
 
+from shared.objectstore.factory import store_from_settings
 from shared.auth import TenantAuth
 from shared.bus.kafka import Producer
 from shared.usage import Feature, UsageEmitter
@@ -74,10 +75,9 @@ class MeteringService:
         self._loop("feed", lambda: feed_tail.poll(0.5), 0)
         self._loop("licences", lambda: lic_tail.poll(0.5), 0)
         if self.s.metering_purge:
-            from shared.objectstore.minio import MinioObjectStore
             from services.metering.purge import PurgeJob
 
-            job = PurgeJob(MinioObjectStore.from_settings(self.s), self.book,
+            job = PurgeJob(store_from_settings(self.s), self.book,
                            UsageEmitter(self.s.kafka_bootstrap, "/dialback/metering/purge", self.s.usage_topic),
                            self.s.metering_grace_s, self.clock, self.s.bucket_prefix)
             self._loop("purge", job.run_once, self.s.metering_purge_interval_s)

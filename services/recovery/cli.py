@@ -55,12 +55,12 @@ def _fail(msg: str) -> None:
 def _direct_service(tenant: str | None):
     from services.recovery.config import RecoverySettings
     from services.recovery.service import Recovery
-    from shared.objectstore.minio import MinioObjectStore
+    from shared.objectstore.factory import store_from_settings
 
     if not tenant:
         _fail("--direct needs --tenant (or DIALBACK_TENANT)")
     s = RecoverySettings()
-    return Recovery(MinioObjectStore.from_settings(s), s.bucket_prefix, s.work_path(), s.recovery_prefetch)
+    return Recovery(store_from_settings(s), s.bucket_prefix, s.work_path(), s.recovery_prefetch)
 
 
 def _client(url: str | None, token: str | None):

@@ -15,7 +15,7 @@ import time
 
 from services.retention.config import RetentionSettings
 from services.retention.topics import discover
-from shared.objectstore.minio import MinioObjectStore
+from shared.objectstore.factory import store_from_settings
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
         if not writes:
             log.info("no tenant writes topics yet (tenants file %s); waiting", settings.tenants_path())
             time.sleep(settings.retention_rescan_interval)
-    store = MinioObjectStore.from_settings(settings)
+    store = store_from_settings(settings)
 
     from services.retention.app import RESTART, build_app  # faust import is slow; only when needed
 
