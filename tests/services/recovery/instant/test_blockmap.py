@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -38,3 +39,34 @@ def test_nbd_reads_match_reference(tmp_path, seed):
                         c.pwrite(b"x" * 512, 0)
         finally:
             srv.close_sync()
+
+
+def test_writable_overlay_leaves_store_unchanged(tmp_path):
+    from services.recovery.instant.overlay import OverlayBackend
+
+    store, recs, sync = _journal(7, n=100)
+    rec = Recovery(store, work_dir=tmp_path)
+    plan = rec.plan("acme", "g1", "disk0", At.of(sequence=recs[-1].sequence))
+    want = reference(VOLS, recs, plan.point.sequence)["disk0"]
+    before = {o.key: store.get(plan.journal.bucket, o.key) for o in store.list(plan.journal.bucket, "")}
+    base = PointBackend(store, plan.journal.bucket, build(store, plan.journal, plan.point, "disk0"), name="disk0")
+    ov = OverlayBackend(base, str(tmp_path))
+    srv = NbdServer({"disk0": ov}, port=0)
+    port = srv.start_sync()
+    try:
+        with connect("127.0.0.1", port, "disk0") as c:
+            c.pwrite(b"Z" * 1000, 5000)
+            c.zero(8192, 65536)  # (length, offset), like pread
+            got = b"".join(c.pread(65536, o) for o in range(0, VOLS["disk0"], 65536))
+        exp = bytearray(want)
+        exp[5000:6000] = b"Z" * 1000
+        exp[65536:65536 + 8192] = bytes(8192)
+        assert got == bytes(exp)
+    finally:
+        srv.close_sync()
+        ov.close()
+    assert not os.path.exists(ov.path)
+    after = {o.key: store.get(plan.journal.bucket, o.key) for o in store.list(plan.journal.bucket, "")}
+    assert after == before
+    fresh = PointBackend(store, plan.journal.bucket, build(store, plan.journal, plan.point, "disk0"), name="disk0")
+    assert fresh.read(0, VOLS["disk0"]) == want
