@@ -5,7 +5,7 @@
     .venv/bin/python bench/churn.py --rate 0 --seconds 20       # as fast as the tap takes it
 
 Starts ingest, retention, recovery and an agent as local processes against the
-running stack, writes 64 KiB random blocks through the tap's NBD export at the
+running stack, writes random blocks (256 KiB by default) through the tap's NBD export at the
 offered rate, and prints JSON:
 - sustained end-to-end MB/s (first write → last write recoverable from MinIO)
 - RPO per write: tap acknowledgement → ingest acknowledgement (p50/p99)
@@ -30,7 +30,6 @@ from agent.nbd.client import connect
 from deploy.local.pipeline import Pipeline
 from deploy.local.stack import Stack
 
-BLOCK = 64 << 10
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -72,7 +71,11 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=50.0, help="offered MB/s (0 = unthrottled)")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--disk-mib", type=int, default=512)
+    ap.add_argument("--block-kib", type=int, default=256, help="write size (≤ 256: one record per write)")
     args = ap.parse_args()
+    if not 4 <= args.block_kib <= 256:
+        ap.error("--block-kib must be 4..256 so each write is one record (the bench maps writes to sequences)")
+    block = args.block_kib << 10
     args.seconds = min(args.seconds, 300.0)  # bounded load
 
     stack = Stack.default()
@@ -94,18 +97,18 @@ def main() -> None:
         recoverable.start()
 
         rng = random.Random(1)
-        payloads = [rng.randbytes(BLOCK) for _ in range(64)]
+        payloads = [rng.randbytes(block) for _ in range(64)]
         tap_ack: list[float] = []
-        blocks = (args.disk_mib << 20) // BLOCK
+        blocks = (args.disk_mib << 20) // block
         t0 = time.monotonic()
         with connect("127.0.0.1", agent.nbd_port, "d0") as c:
             i = 0
             while (now := time.monotonic()) - t0 < args.seconds:
                 if args.rate > 0:
-                    due = t0 + i * BLOCK / (args.rate * 1e6)
+                    due = t0 + i * block / (args.rate * 1e6)
                     if due > now:
                         time.sleep(due - now)
-                c.pwrite(payloads[i % 64], (rng.randrange(blocks)) * BLOCK)
+                c.pwrite(payloads[i % 64], (rng.randrange(blocks)) * block)
                 tap_ack.append(time.monotonic())
                 i += 1
         write_seconds = time.monotonic() - t0
@@ -120,7 +123,7 @@ def main() -> None:
         lag = [recoverable.time_of(base + 1 + k) - t for k, t in enumerate(tap_ack)
                if recoverable.time_of(base + 1 + k)]
         end = recoverable.time_of(last_seq)
-        mb = len(tap_ack) * BLOCK / 1e6
+        mb = len(tap_ack) * block / 1e6
         print(json.dumps({
             "bench": "churn",
             "offered_MBps": args.rate or "unthrottled",
