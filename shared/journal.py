@@ -219,3 +219,42 @@ def read_manifest(store: ObjectStore, bucket: str, group: str) -> dict[str, int]
         return {str(v): int(s) for v, s in doc["volumes"].items()}
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise JournalError(f"{bucket}/{keys.manifest_key(group)} is not a valid manifest: {err!r}") from err
+
+
+def chain_from(entries: Sequence[TimelineEntry], start: int | None = None) -> list[TimelineEntry]:
+    """The gap-free run of entries holding sequences start+1.. (overlaps kept, covered ones dropped).
+
+    ``start`` None = where the oldest entry begins (GC may have removed the
+    journal before a base; the run then starts just after that base).
+    """
+    ordered = sorted(entries, key=lambda e: (e.first_seq, -e.last_seq))
+    if not ordered:
+        return []
+    covered = ordered[0].first_seq - 1 if start is None else start
+    out: list[TimelineEntry] = []
+    for e in ordered:
+        if e.last_seq <= covered:
+            continue
+        if e.first_seq > covered + 1:
+            break
+        out.append(e)
+        covered = e.last_seq
+    return out
+
+
+def seq_at_time(store: ObjectStore, bucket: str, entries: Sequence[TimelineEntry], t: int) -> int | None:
+    """The last sequence with timestamp <= t in a gap-free run, or None when t is before the run's first record.
+
+    Timestamps are non-decreasing with sequence (the tap stamps writes in order).
+    """
+    if not entries or t < entries[0].first_ts:
+        return None
+    e = [x for x in entries if x.first_ts <= t][-1]
+    if e.last_ts <= t:
+        return e.last_seq
+    best = None
+    for r in iter_segment_records(store.get(bucket, e.segment), e.segment):
+        if r.timestamp_ns > t:
+            break
+        best = r.sequence
+    return best

@@ -3,6 +3,10 @@
 Order in every use case: check the request's shape, read manifest and
 timeline, resolve and range-check the point, and only then read segments
 and write an image.
+
+A synthesis holds a lease (shared/leases.py) on the base and journal it
+reads, taken before a second planning pass, so a concurrent GC never
+removes what it reads.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.recovery.errors import BadRequest
+from services.recovery.errors import BadRequest, OutOfRange
 from services.recovery.planner import At, GroupJournal, Point, load_group
+from shared import leases
+from shared.bases import Base
 from services.recovery.synth import Progress, SynthStats, synthesize
 from services.recovery.upload import check_target_key, upload_file
 from shared.objectstore import ObjectStore
@@ -26,6 +32,11 @@ class Plan:
     journal: GroupJournal
     point: Point
     volumes: list[str]
+    base: Base | None = None
+
+    @property
+    def base_seq(self) -> int:
+        return self.base.sequence if self.base is not None else 0
 
 
 @dataclass
@@ -42,7 +53,8 @@ class Result:
 
 class Recovery:
     def __init__(self, store: ObjectStore, bucket_prefix: str = "dialback-", work_dir: Path | None = None,
-                 prefetch: int = 4) -> None:
+                 prefetch: int = 4, lease_ttl_s: float = 3600.0) -> None:
+        self.lease_ttl_s = lease_ttl_s
         self.store = store
         self.bucket_prefix = bucket_prefix
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
@@ -65,6 +77,10 @@ class Recovery:
             "earliest": {"sequence": e.sequence, "timestamp_ns": e.timestamp_ns} if recoverable else None,
             "latest": {"sequence": l.sequence, "timestamp_ns": l.timestamp_ns} if recoverable else None,
             "retained_through": l.sequence if l else 0,
+            # Older points kept by the retention policy (bases); each is recoverable exactly at its
+            # sequence or at one of its instants.
+            "retained": [{"sequence": b.sequence, "timestamp_ns": b.timestamp_ns, "points_ns": list(b.points_ns)}
+                         for b in j.retained()],
             "bookmarks": [{"name": b.name, "sequence": b.sequence, "timestamp_ns": b.timestamp_ns}
                           for b in j.bookmarks],
         }
@@ -72,13 +88,38 @@ class Recovery:
     def plan(self, tenant: str, group: str, volume: str | None, at: At) -> Plan:
         j = self._group(tenant, group)
         volumes = j.check_volumes(volume)
-        return Plan(j, j.resolve(at, self.store), volumes)
+        point = j.resolve(at, self.store)
+        return Plan(j, point, volumes, j.base_for(point))
+
+    def _leased(self, plan: Plan) -> tuple[leases.Lease, Plan]:
+        """Lease the plan's base and journal, then plan again so GC cannot have removed what we read."""
+        for _ in range(3):
+            lease = leases.acquire(self.store, plan.journal.bucket, plan.journal.group, plan.base_seq,
+                                   plan.base_seq, self.lease_ttl_s, holder="recovery")
+            try:
+                j = load_group(self.store, plan.journal.bucket, plan.journal.group)
+                point = j.resolve(At.of(sequence=plan.point.sequence), self.store)
+                again = Plan(j, Point(point.sequence, plan.point.timestamp_ns), plan.volumes, j.base_for(point))
+            except BaseException:
+                lease.release()
+                raise
+            if again.base_seq == plan.base_seq:
+                return lease, again
+            lease.release()
+            plan = again
+        raise OutOfRange(f"group {plan.journal.group!r} changed under three attempts to plan "
+                         f"{plan.point.sequence} (garbage collection running?); retry")
+
+    def _synth(self, plan: Plan, outputs: dict[str, Path], progress: Progress | None) -> SynthStats:
+        lease, plan = self._leased(plan)
+        with lease:
+            return synthesize(self.store, plan.journal, plan.point, outputs, self.prefetch, progress, plan.base)
 
     def to_files(self, plan: Plan, outputs: dict[str, Path], progress: Progress | None = None) -> Result:
         """Write images to local paths atomically (temporary name, then rename)."""
         tmp = {v: p.with_name(f".{p.name}.partial") for v, p in outputs.items()}
         try:
-            stats = synthesize(self.store, plan.journal, plan.point, tmp, self.prefetch, progress)
+            stats = self._synth(plan, tmp, progress)
             for v, p in outputs.items():
                 os.replace(tmp[v], p)
         finally:
@@ -94,7 +135,7 @@ class Recovery:
         outputs = {v: Path(tempfile.mkstemp(prefix=f"{v}-", suffix=".img", dir=self.work_dir)[1])
                    for v in plan.volumes}
         try:
-            stats = synthesize(self.store, plan.journal, plan.point, outputs, self.prefetch, progress)
+            stats = self._synth(plan, outputs, progress)
         except BaseException:
             for p in outputs.values():
                 p.unlink(missing_ok=True)

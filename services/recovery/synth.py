@@ -5,6 +5,11 @@ of the group at the same sequence (a consistency group is recovered at one point
 are fetched by a small thread pool a few ahead of the one being applied, so
 memory stays bounded at about ``prefetch`` segments while the network and
 the disk overlap.
+
+With a base (docs/storage.md) only the journal after the base is applied;
+then every byte no record wrote is filled from the base's chunks, fetched
+by the same pool. The cost is bounded by the base interval, not by the
+journal's age.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import zstandard
 from services.recovery import sparse
 from services.recovery.coverage import Coverage
 from services.recovery.planner import GroupJournal, Point
+from shared import bases as B
 from shared.frames import Codec, Kind
 from shared.journal import JournalError, iter_segment_records
 from shared.objectstore import ObjectStore
@@ -31,23 +37,26 @@ class SynthStats:
     segment_bytes: int = 0
     records_applied: int = 0
     data_bytes: int = 0
+    base_chunks: int = 0
 
 
 Progress = Callable[[int, int], None]  # (segment bytes done, segment bytes total)
 
 
 def synthesize(store: ObjectStore, journal: GroupJournal, point: Point, outputs: dict[str, Path],
-               prefetch: int = 4, progress: Progress | None = None) -> SynthStats:
+               prefetch: int = 4, progress: Progress | None = None, base: B.Base | None = None) -> SynthStats:
     """Write each volume of ``outputs`` (volume -> path) as it was at ``point``.
 
     The caller validated ``point`` and the volumes (planner) before calling.
     Segments are applied newest first and only bytes no newer record wrote
     are written (see :mod:`coverage`): overwritten data is neither
     decompressed nor written, and zeroes/trims cost nothing on a fresh sparse
-    image. Every sequence from ``point`` down to 1 must be seen exactly once;
-    otherwise JournalError: an image is never returned silently incomplete.
+    image. Every sequence from ``point`` down to the base's (or 1) must be
+    seen exactly once; otherwise JournalError: an image is never returned
+    silently incomplete.
     """
-    entries = list(reversed(journal.entries_through(point.sequence)))
+    floor = base.sequence if base is not None else 0
+    entries = list(reversed(journal.entries_between(floor, point.sequence)))
     total = sum(e.size for e in entries)
     fds = {v: sparse.create(p, journal.volumes[v]) for v, p in outputs.items()}
     covers = {v: Coverage() for v in outputs}
@@ -72,7 +81,7 @@ def synthesize(store: ObjectStore, journal: GroupJournal, point: Point, outputs:
                 fill()
                 for rec in reversed(records):
                     seq = rec.sequence
-                    if seq > expected:
+                    if seq > expected or seq <= floor:
                         continue  # after the point, or already applied from an overlapping newer entry
                     if seq != expected:
                         raise JournalError(f"{e.segment}: expected sequence {expected}, found {seq}")
@@ -96,13 +105,46 @@ def synthesize(store: ObjectStore, journal: GroupJournal, point: Point, outputs:
                 stats.segment_bytes += e.size
                 if progress:
                     progress(stats.segment_bytes, total)
-        if expected != 0:
-            raise JournalError(f"journal of group {journal.group!r} is missing sequences 1..{expected} "
-                               f"needed for sequence {point.sequence}")
+            if expected != floor:
+                raise JournalError(f"journal of group {journal.group!r} is missing sequences {floor + 1}.."
+                                   f"{expected} needed for sequence {point.sequence}")
+            if base is not None:
+                _fill_from_base(store, journal, base, fds, covers, pool, prefetch, stats)
     finally:
         for fd in fds.values():
             os.close(fd)
     return stats
+
+
+def _fill_from_base(store: ObjectStore, journal: GroupJournal, base: B.Base, fds: dict[str, int],
+                    covers: dict[str, Coverage], pool: ThreadPoolExecutor, prefetch: int, stats: SynthStats) -> None:
+    """Write every byte no journal record claimed from the base's chunks (zero chunks cost nothing)."""
+    work = []
+    for v, fd in fds.items():
+        vc = base.volumes.get(v)
+        if vc is None or vc.size != journal.volumes[v]:
+            raise JournalError(f"base {base.key} does not hold volume {v!r} at its size; rerun the retention job")
+        for i, cid in enumerate(vc.chunks):
+            if cid is None:
+                continue
+            start = i * base.chunk_size
+            free = covers[v].claim(start, min(start + base.chunk_size, vc.size))
+            if free:
+                work.append((v, i, start, free))
+    window = max(2, prefetch * 2)
+    futures: list[tuple[tuple, Future]] = []
+    pos = 0
+    while pos < len(work) or futures:
+        while pos < len(work) and len(futures) < window:
+            v, i = work[pos][0], work[pos][1]
+            futures.append((work[pos], pool.submit(B.read_volume_chunk, store, journal.bucket, base, v, i)))
+            pos += 1
+        (v, _i, start, free), fut = futures.pop(0)
+        data = fut.result()
+        for a, b in free:
+            os.pwrite(fds[v], data[a - start: b - start], a)
+            stats.data_bytes += b - a
+        stats.base_chunks += 1
 
 
 def _fetch(store: ObjectStore, bucket: str, key: str) -> list:
