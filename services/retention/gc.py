@@ -84,7 +84,7 @@ def gc_tenant(store: ObjectStore, bucket: str, now_ns: int, lease_now_ns: int | 
                 marked |= p.hidden_bases[lease.base_seq].chunk_ids()
                 stats.kept_for_leases.append(f"{p.group}: chunks of base {lease.base_seq}")
         floor = min([p.journal_floor] + [lease.from_seq for lease in leases])
-        if floor < p.journal_floor:
+        if floor < p.journal_floor and not any(k.startswith(f"{p.group}: journal after") for k in stats.kept_for_leases):
             stats.kept_for_leases.append(f"{p.group}: journal after {floor}")
         _delete_segments(store, bucket, p.group, floor, stats)
         for key in expired_lease_keys(store, bucket, p.group, lease_now):
@@ -124,6 +124,8 @@ def _phase1(store: ObjectStore, bucket: str, group: str, now_ns: int, lease_now:
     if floor_base is None:
         return plan  # the floor's base is not built yet: keep the whole journal
     floor = min([floor_base] + [lease.from_seq for lease in plan.leases])
+    if floor < floor_base:
+        stats.kept_for_leases.append(f"{group}: journal after {floor}")
     entries = sorted(read_timeline(store, bucket, group), key=lambda e: e.last_seq)
     newest = entries[-1].last_seq if entries else 0
     for e in entries:
