@@ -19,12 +19,13 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.retention.config import RetentionSettings
+from services.retention.job import run_tenant
 from services.retention.journaler import Journaler
 from services.retention.manifests import ManifestWriter
 from services.retention.processor import Processor
 from services.retention.topics import discover
 from shared.objectstore import ObjectStore, ObjectStoreError
-from shared.tenancy import tenant_of_topic
+from shared.tenancy import tenant_bucket, tenant_of_topic
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,22 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
             await proc.flush_all()
             RESTART["requested"] = True
             os.kill(os.getpid(), signal.SIGTERM)
+
+    if settings.retention_job_interval > 0:
+        tenants = sorted({tenant_of_topic(t) for t in writes})
+
+        @app.timer(interval=settings.retention_job_interval)
+        async def retention_job():
+            # Rollup + GC (docs/storage.md); blocking object I/O, so in a thread. A per-bucket lock
+            # serializes runs in this process only: with several retention instances, leave the job on
+            # in exactly one (DIALBACK_RETENTION_JOB_INTERVAL=0 elsewhere).
+            for tenant in tenants:
+                try:
+                    res = await asyncio.to_thread(run_tenant, store, tenant_bucket(tenant, settings.bucket_prefix),
+                                                  None, settings.retention_chunk_size)
+                    log.info("retention job %s: %s", tenant, res)
+                except Exception as err:
+                    log.error("retention job for tenant %s failed (%s); retried next interval", tenant, err)
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app, revoked, **kwargs):

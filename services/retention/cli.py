@@ -12,3 +12,7 @@ def register(app: typer.Typer) -> None:
         from services.retention.__main__ import main
 
         main()
+
+    from services.retention.policy_cli import register as register_policy
+
+    register_policy(app)

@@ -19,6 +19,10 @@ class RetentionSettings(CommonSettings):
     retention_web_port: int = Field(6066, ge=0, le=65535, description="/healthz and /metrics on 127.0.0.1")
     retention_session_timeout: float = Field(10.0, description="Kafka consumer session timeout (s)")
     retention_fetch_bytes: int = Field(16 << 20, ge=2 << 20, description="max bytes per partition per fetch")
+    retention_job_interval: float = Field(300.0, ge=0, description="run rollup + GC every this many seconds "
+                                          "(0 = never; policies are read on every run)")
+    retention_chunk_size: int = Field(1 << 20, ge=4096, le=64 << 20,
+                                      description="base image chunk size in bytes (new groups; a group keeps its size)")
     tenants_file: Path | None = Field(None, description="default $DIALBACK_HOME/tenants.json")
     home: Path = Field(default_factory=default_home)
 

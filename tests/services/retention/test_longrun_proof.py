@@ -46,7 +46,7 @@ def check_retained(sim: SimGroup, rec: Recovery, policy: Policy, now: int, rng: 
         assert got == sim.reference(seq), f"retained point {h} (sequence {seq}) differs from the reference"
         checked += 1
     for _ in range(6):
-        t = rng.randrange(floor, sim.now + 1)
+        t = rng.randrange(floor, sim.records[-1].timestamp_ns + 1)  # after the latest write is refused
         seq, got = restore(rec, At.of(timestamp_ns=t))
         assert seq == sim.seq_at(t) and got == sim.reference(seq), f"any-point time {t}"
         s = rng.randrange(sim.seq_at(floor), sim.seq + 1)
