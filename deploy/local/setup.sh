@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-APT_PACKAGES=(libnbd-bin python3-libnbd nbdkit e2fsprogs fuse3 qemu-utils util-linux maven golang-go default-jre-headless)
+APT_PACKAGES=(libnbd-bin python3-libnbd nbdkit e2fsprogs fuse3 qemu-utils util-linux maven golang-go default-jre-headless restic)
 PYTHON=${PYTHON:-python3}
 
 say() { printf '\033[36m[setup]\033[0m %s\n' "$*"; }
