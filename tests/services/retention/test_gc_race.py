@@ -24,16 +24,18 @@ POLICY = Policy(anypoint_hours=2, hourly_days=0.5, daily_weeks=0)
 
 
 class PausingStore(MemoryObjectStore):
-    """Pauses the first journal-segment read of a chosen thread until told to go on."""
+    """Pauses the first journal-segment read made off the main thread (the recovery or its pool) once armed."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.reader: int | None = None
+        self.reader: int | None = None  # set by the recovery thread: arms the pause
+        self.main = threading.get_ident()
         self.reading = threading.Event()
         self.resume = threading.Event()
 
     def get(self, bucket: str, key: str) -> bytes:
-        if self.reader == threading.get_ident() and "/journal/" in key and not self.reading.is_set():
+        if self.reader is not None and threading.get_ident() != self.main and "/journal/" in key \
+                and not self.reading.is_set():
             self.reading.set()
             assert self.resume.wait(30), "GC did not finish"
         return super().get(bucket, key)
@@ -127,3 +129,56 @@ def test_expired_lease_protects_nothing_and_is_removed():
     res = run_tenant(store, sim.bucket, now_ns=sim.now, chunk_size=64 << 10, lease_now_ns=int(2000 * 1e9))
     assert res.gc.leases_expired == 1 and not res.gc.kept_for_leases
     assert oldest.sequence not in B.list_base_sequences(store, sim.bucket, GROUP)
+
+
+class MidGcStore(PausingStore):
+    """Calls ``on_hide`` once, just before GC deletes its first timeline entry (phase 1)."""
+
+    on_hide = None
+
+    def delete(self, bucket: str, key: str) -> None:
+        if "/timeline/" in key and self.on_hide is not None:
+            hook, self.on_hide = self.on_hide, None
+            hook()
+        super().delete(bucket, key)
+
+
+def test_reader_arriving_between_gc_phases_is_protected(tmp_path):
+    from services.retention.gc import gc_tenant
+
+    store = MidGcStore()
+    sim = setup_group(store)
+    rec = Recovery(store, work_dir=tmp_path)
+    old_floor = rec.points(TENANT, GROUP)["earliest"]["sequence"]
+    sim.advance(sim.now + 3 * HOUR_NS, mean_gap_ns=5 * 60 * 10**9)
+    run_tenant(store, sim.bucket, now_ns=sim.now, chunk_size=64 << 10, gc=False)  # new floor base, nothing deleted
+    new_floor = sim.seq_at(POLICY.floor_ns(sim.now))
+    seqs = [s for s in B.list_base_sequences(store, sim.bucket, GROUP) if old_floor <= s <= new_floor]
+    # Inside the window now, gone after this GC, and not a base: it needs the journal GC deletes.
+    target = next(a + 1 for a, b in zip(seqs, seqs[1:]) if b - a >= 2)
+    out: dict = {}
+
+    def recover() -> None:
+        store.reader = threading.get_ident()
+        try:
+            paths, _ = rec.to_temp(rec.plan(TENANT, GROUP, None, At.of(sequence=target)))
+            out["images"] = {v: p.read_bytes() for v, p in paths.items()}
+        except BaseException as err:
+            out["error"] = err
+
+    t = threading.Thread(target=recover)
+
+    def reader_arrives() -> None:  # after GC listed leases for phase 1, before it hides anything
+        t.start()
+        store.reading.wait(30)
+        assert store.reading.is_set(), f"the recovery never read the journal: {out.get('error')}"
+
+    store.on_hide = reader_arrives
+    stats = gc_tenant(store, sim.bucket, now_ns=sim.now)
+    store.resume.set()
+    t.join(60)
+    assert "error" not in out, out.get("error")
+    assert out["images"] == sim.reference(target), "recovered bytes differ from the reference"
+    assert stats.timeline_deleted > 0 and any("journal after" in k for k in stats.kept_for_leases)
+    with pytest.raises(DialbackError, match="no longer retained"):
+        rec.plan(TENANT, GROUP, None, At.of(sequence=target))
