@@ -208,3 +208,20 @@ def latest_base_at(store: ObjectStore, bucket: str, group: str, seq: int) -> Bas
 def put_base(store: ObjectStore, bucket: str, base: Base) -> None:
     """Write the base document; its chunks must already be durable."""
     store.put(bucket, base.key, base.to_json())
+
+
+def read_range(store: ObjectStore, bucket: str, base: Base, volume: str, offset: int, length: int) -> bytes:
+    """``length`` bytes of ``volume`` from ``offset`` as the base holds them (for readers such as NBD exports)."""
+    size = base.volumes[volume].size
+    if offset < 0 or length < 0 or offset + length > size:
+        raise BaseError(f"range {offset}+{length} is outside volume {volume!r} ({size} bytes)")
+    c, out = base.chunk_size, []
+    pos, end = offset, offset + length
+    while pos < end:
+        i = pos // c
+        data = read_volume_chunk(store, bucket, base, volume, i)
+        lo = pos - i * c
+        take = min(end - pos, len(data) - lo)
+        out.append(data[lo: lo + take])
+        pos += take
+    return b"".join(out)

@@ -63,3 +63,13 @@ def test_lease_lifecycle(store):
         lease.renew()
     with pytest.raises(leases.LeaseError):
         leases.acquire(store, "b", "g", -1, 0)
+
+
+def test_read_range_spans_chunks_and_zero_chunks(store):
+    a, b = b"a" * 64, b"b" * 36
+    base = B.Base("g", 1, 1, 64, {"v": B.VolumeChunks(164, (B.put_chunk(store, "b", a), None, B.put_chunk(store, "b", b)))})
+    whole = a + bytes(64) + b
+    for off, n in ((0, 164), (10, 100), (63, 2), (128, 36), (164, 0)):
+        assert B.read_range(store, "b", base, "v", off, n) == whole[off: off + n]
+    with pytest.raises(B.BaseError, match="outside volume"):
+        B.read_range(store, "b", base, "v", 100, 65)
