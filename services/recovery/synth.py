@@ -120,7 +120,7 @@ def _fill_from_base(store: ObjectStore, journal: GroupJournal, base: B.Base, fds
                     covers: dict[str, Coverage], pool: ThreadPoolExecutor, prefetch: int, stats: SynthStats) -> None:
     """Write every byte no journal record claimed from the base's chunks (zero chunks cost nothing)."""
     work = []
-    for v, fd in fds.items():
+    for v in fds:
         vc = base.volumes.get(v)
         if vc is None or vc.size != journal.volumes[v]:
             raise JournalError(f"base {base.key} does not hold volume {v!r} at its size; rerun the retention job")
