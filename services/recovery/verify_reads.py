@@ -15,7 +15,9 @@ def classify(err: Exception) -> str:
     """A short, stable name for a read or decode failure."""
     msg = str(err).lower()
     if isinstance(err, IntegrityError):
-        return "truncated" if "truncated" in msg or "stored bytes" in msg else "tag failed"
+        if "failed authentication" in msg:
+            return "tag failed"
+        return "truncated" if "truncated" in msg or "stored bytes" in msg else "corrupt"
     if isinstance(err, ObjectNotFound):
         return "missing"
     if isinstance(err, ObjectStoreError):

@@ -51,7 +51,7 @@ def test_a_clean_history_verifies_clean_and_reads_everything(history):
 def test_damage_is_detected_and_named(history, how, kind):
     store, raw, enc, sim = history
     target = C.targets(store, sim.bucket)[kind]
-    C.damage(raw, sim.bucket, how, target)
+    C.damage(raw, sim.bucket, how, target, enc)
     report = verify_tenant(store, sim.bucket, now_ns=sim.now)
     accepted, rule = C.expected(how, kind, enc)
     hits = C.named(report.problems, sim.bucket, target, rule)

@@ -14,7 +14,7 @@ from tests.services.retention.sim import SimGroup
 GROUP = "db"
 VOLUMES = {"disk0": 512 << 10, "disk1": 256 << 10}
 T0 = 20_400 * DAY_NS + 5 * HOUR_NS
-POLICY = Policy(anypoint_hours=2, hourly_days=0.25, daily_weeks=1)
+POLICY = Policy(anypoint_hours=6, hourly_days=0.5, daily_weeks=1)
 CHUNK = 32 << 10
 
 
@@ -24,7 +24,7 @@ def build_history(store, tenant: str) -> SimGroup:
     write_policy(store, sim.bucket, GROUP, POLICY)
     sim.initial_sync()
     for day in (1, 2):
-        sim.advance(T0 + day * DAY_NS, mean_gap_ns=30 * 60 * 10**9)
+        sim.advance(T0 + day * DAY_NS, mean_gap_ns=10 * 60 * 10**9)
         run_tenant(store, sim.bucket, now_ns=sim.now, chunk_size=CHUNK, lease_now_ns=sim.now)
     return sim
 
@@ -43,6 +43,7 @@ def targets(store, bucket: str) -> dict[str, Target]:
     floor = [b for b in bases if first.first_seq - 1 <= b.sequence <= first.last_seq][0]
     older = [b for b in bases if b.sequence < floor.sequence]
     assert first.first_seq > 1 and older, "the history must have lost journal to GC and kept older bases"
+    assert len(entries) >= 3, "the middle entry must not be the newest"
     mid = entries[len(entries) // 2]
     chunk = sorted(floor.chunk_ids())[0]
     return {"segment": Target("segment", mid.segment),
@@ -68,10 +69,11 @@ def delete(raw_store, bucket: str, key: str) -> None:
     raw_store.delete(bucket, key)
 
 
-def damage(raw_store, bucket: str, how: str, target: Target) -> None:
+def damage(raw_store, bucket: str, how: str, target: Target, encrypted: bool = False) -> None:
     if how == "flip":
-        # documents: flip the first byte ('{'), so a plain store sees malformed JSON, not a silently valid one
-        flip(raw_store, bucket, target.key, 0 if target.kind in ("base", "timeline") else None)
+        # plain documents: flip the first byte ('{'), so the store holds malformed JSON, not a silently valid
+        # one; anything else: a byte near the end (the last record's CRC or payload, the last GCM tag)
+        flip(raw_store, bucket, target.key, 0 if target.kind in ("base", "timeline") and not encrypted else None)
     elif how == "truncate":
         truncate(raw_store, bucket, target.key)
     else:
@@ -93,7 +95,15 @@ ENCRYPTED_READ = {"flip": {"tag failed"}, "truncate": {"truncated"}}
 
 
 def expected(how: str, kind: str, encrypted: bool) -> tuple[set[str], str | None]:
-    """(accepted 'what' values, key suffix the problem must name; None = the group's prefix for the kind)."""
+    """(accepted 'what' values, key suffix the problem must name; None = the group's prefix for the kind).
+
+    An unreadable timeline entry also leaves its range uncovered: 'timeline gap' may come with it.
+    """
+    found, rule = _expected(how, kind, encrypted)
+    return (found | {"timeline gap"} if kind == "timeline" else found), rule
+
+
+def _expected(how: str, kind: str, encrypted: bool) -> tuple[set[str], str | None]:
     if how == "delete":
         if kind == "base":
             return {"missing"}, None
