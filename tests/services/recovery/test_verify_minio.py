@@ -63,6 +63,6 @@ def test_cli_verify_and_storage_usage(minio_store, minio_settings):
     doc = json.loads(usage.stdout)
     (g,) = doc["groups"]
     assert g["group"] == C.GROUP and g["logical_bytes"] == sum(C.VOLUMES.values())
-    assert g["stored_bytes"] > 0 and g["compression_ratio"] > 1 and g["dedup_ratio"] > 1
+    assert g["stored_bytes"] > 0 and g["compression_ratio"] > 0.9 and g["dedup_ratio"] > 1  # random writes
     table = cli(minio_settings, "storage", "usage", tenant)
     assert table.returncode == 0 and C.GROUP in table.stdout and "disk0" in table.stdout
