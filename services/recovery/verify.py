@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
@@ -39,9 +38,9 @@ from shared.frames import FrameError, Kind
 from shared.journal import JournalError, TimelineEntry, iter_segment_records, read_manifest
 from shared.leases import Lease, acquire
 from shared.objectstore import ObjectNotFound, ObjectStore, ObjectStoreError
+from services.recovery.verify_chain import check_chain
 from services.recovery.verify_reads import classify, read_chunk_checked
 from services.retention.gc import list_groups
-from services.retention.policy import PolicyError, read_policy
 
 Progress = Callable[[int], None]  # called with the bytes just verified
 
@@ -173,7 +172,7 @@ def _verify_group(run: _Run, group: str, chunk_refs: dict, ttl: float, now_ns: i
             run.problem(keys.manifest_key(group), "malformed", str(err))
     entries = _verify_timeline(run, group, manifest)
     bases = _verify_bases(run, group, manifest, chunk_refs)
-    _check_chain(run, group, entries, bases, now_ns)
+    check_chain(run, group, entries, bases, now_ns)
     return leases
 
 
@@ -282,53 +281,6 @@ def _verify_bases(run: _Run, group: str, manifest: dict[str, int], chunk_refs: d
                     chunk_refs.setdefault(cid, (min(base.chunk_size, vc.size - i * base.chunk_size), key))
         out.append(base)
     return out
-
-
-def _check_chain(run: _Run, group: str, entries: list[TimelineEntry], bases: list[B.Base], now_ns: int) -> None:
-    if not entries:
-        if not bases:
-            run.problem(keys.timeline_prefix(group), "timeline gap", "the group has neither journal nor bases")
-        return
-    ordered = sorted(entries, key=lambda e: (e.first_seq, -e.last_seq))
-    first = ordered[0]
-    # GC keeps the segment holding the floor base's sequence: a base must stand inside the first segment.
-    if first.first_seq > 1 and not any(first.first_seq - 1 <= b.sequence <= first.last_seq for b in bases):
-        run.problem(keys.bases_prefix(group), "missing",
-                    f"the journal starts at sequence {first.first_seq} but no base stands at sequences "
-                    f"{first.first_seq - 1}-{first.last_seq}: the journal cannot be replayed (base deleted?)")
-    covered = first.first_seq - 1
-    for e in ordered:
-        if e.first_seq > covered + 1:
-            run.problem(keys.timeline_key(group, covered + 1, e.first_seq - 1), "timeline gap",
-                        f"no timeline entry holds sequences {covered + 1}-{e.first_seq - 1}")
-        covered = max(covered, e.last_seq)
-    for b in bases:
-        if b.sequence > covered:
-            run.problem(b.key, "range mismatch", f"base at sequence {b.sequence} is past the journal's latest "
-                                                 f"point {covered}")
-    _check_retained(run, group, first.first_ts, bases, now_ns)
-
-
-def _check_retained(run: _Run, group: str, journal_ts: int, bases: list[B.Base], now_ns: int) -> None:
-    """Every policy point older than the journal and not older than the oldest base must have a base."""
-    if not bases:
-        return
-    try:
-        policy = read_policy(run.store, run.bucket, group)
-    except (PolicyError, ObjectStoreError) as err:
-        run.problem(keys.policy_key(group), "malformed", str(err))
-        return
-    held = {p for b in bases for p in b.points_ns}
-    oldest = bases[0].timestamp_ns
-    for h in policy.retained_points(now_ns):
-        if oldest <= h < journal_ts and h not in held:
-            run.problem(keys.bases_prefix(group), "missing",
-                        f"retained point {_iso(h)} ({h} ns) has no base and the journal no longer covers it "
-                        "(base deleted?)")
-
-
-def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat(timespec="seconds")
 
 
 def _verify_chunks(run: _Run, chunk_refs: dict[str, tuple[int, str]]) -> None:

@@ -89,3 +89,28 @@ def test_one_group_only_and_unknown_group(history):
     store, _, _, sim = history
     report = verify_tenant(store, sim.bucket, group="nosuch", now_ns=sim.now)
     assert [(p.key, p.what) for p in report.problems][0] == (f"{sim.bucket}/groups/nosuch/manifest.json", "missing")
+
+
+def test_api_route_reports_per_tenant(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from services.recovery.app import create_app
+    from services.recovery.config import RecoverySettings
+    from shared.auth import TenantAuth, create_tenant
+
+    store = MemoryObjectStore()
+    sim = C.build_history(store, TENANT)
+    tenants = tmp_path / "tenants.json"
+    h = {"Authorization": f"Bearer {create_tenant(tenants, TENANT)}"}
+    other = {"Authorization": f"Bearer {create_tenant(tenants, 'other')}"}
+    client = TestClient(create_app(store, TenantAuth(tenants), RecoverySettings(home=tmp_path)))
+    assert client.post(f"/v1/groups/{C.GROUP}/verify").status_code == 401
+    assert client.post(f"/v1/groups/{C.GROUP}/verify", headers=other).status_code == 404  # not their group
+    assert client.post("/v1/groups/bad%20name/verify", headers=h).status_code == 400
+    r = client.post(f"/v1/groups/{C.GROUP}/verify", headers=h)
+    assert r.status_code == 200 and r.json()["ok"] and r.json()["objects"] > 0
+    target = C.targets(store, sim.bucket)["segment"]
+    C.damage(store, sim.bucket, "delete", target)
+    body = client.post(f"/v1/groups/{C.GROUP}/verify", headers=h).json()
+    assert not body["ok"] and {"key": f"{sim.bucket}/{target.key}", "what": "missing"} in \
+        [{k: p[k] for k in ("key", "what")} for p in body["problems"]]
