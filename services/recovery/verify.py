@@ -29,7 +29,6 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Callable
 
 from shared import bases as B
@@ -40,51 +39,41 @@ from shared.leases import Lease, acquire
 from shared.objectstore import ObjectNotFound, ObjectStore, ObjectStoreError
 from services.recovery.verify_chain import check_chain
 from services.recovery.verify_reads import classify, read_chunk_checked
+from services.recovery.verify_report import Problem, VerifyReport
 from services.retention.gc import list_groups
 
 Progress = Callable[[int], None]  # called with the bytes just verified
 
 
-@dataclass(frozen=True)
-class Problem:
-    key: str     # bucket/key of the object (or prefix) at fault
-    what: str    # missing | truncated | tag failed | CRC mismatch | corrupt | chunk hash mismatch |
-                 # timeline gap | range mismatch | malformed | unreadable
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.key}: {self.what}: {self.detail}"
-
-
-@dataclass
-class VerifyReport:
-    bucket: str
-    groups: list[str] = field(default_factory=list)
-    objects: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def mb_per_s(self) -> float:
-        return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict:
-        return {"bucket": self.bucket, "groups": self.groups, "ok": self.ok, "objects": self.objects,
-                "bytes": self.bytes, "seconds": round(self.seconds, 3), "mb_per_s": round(self.mb_per_s, 2),
-                "problems": [{"key": p.key, "what": p.what, "detail": p.detail} for p in self.problems]}
-
-
 class _Run:
     def __init__(self, store: ObjectStore, bucket: str, report: VerifyReport, progress: Progress | None,
-                 workers: int) -> None:
+                 workers: int, lease_ttl_s: float) -> None:
         self.store, self.bucket, self.report = store, bucket, report
         self.progress, self.workers = progress, workers
+        self.lease_ttl_s = lease_ttl_s
+        self.leases: list[Lease] = []
+        self._renewed = time.monotonic()
         self._lock = threading.Lock()
+
+    def lease(self, group: str, base_seq: int) -> None:
+        self.leases.append(acquire(self.store, self.bucket, group, base_seq, 0, self.lease_ttl_s, holder="verify"))
+
+    def _renew_due(self) -> None:
+        """Push the leases' expiry when a third of their TTL has passed (a long verify outlives one TTL)."""
+        with self._lock:
+            if time.monotonic() - self._renewed < self.lease_ttl_s / 3:
+                return
+            self._renewed = time.monotonic()
+            leases = list(self.leases)
+        for lease in leases:
+            lease.renew()
+
+    def release(self) -> None:
+        for lease in self.leases:
+            try:
+                lease.release()
+            except ObjectStoreError:
+                pass  # it expires by itself
 
     def where(self, key: str) -> str:
         return f"{self.bucket}/{key}"
@@ -99,6 +88,7 @@ class _Run:
             self.report.bytes += nbytes
             if self.progress is not None:
                 self.progress(nbytes)
+        self._renew_due()
 
     def get(self, key: str, listed: bool = False) -> bytes | None:
         """The object's bytes, or None after recording why it could not be read.
@@ -139,29 +129,24 @@ def verify_tenant(store: ObjectStore, bucket: str, group: str | None = None, pro
     report = VerifyReport(bucket)
     t0 = time.perf_counter()
     report.groups = [group] if group is not None else list_groups(store, bucket)
-    run = _Run(store, bucket, report, progress, workers)
+    run = _Run(store, bucket, report, progress, workers, lease_ttl_s)
     chunk_refs: dict[str, tuple[int, str]] = {}  # chunk id -> (expected length, a base referencing it)
-    leases: list[Lease] = []
     try:
         for g in report.groups:
-            leases += _verify_group(run, g, chunk_refs, lease_ttl_s, now_ns)
+            _verify_group(run, g, chunk_refs, now_ns)
         _verify_chunks(run, chunk_refs)
     finally:
-        for lease in leases:
-            try:
-                lease.release()
-            except ObjectStoreError:
-                pass  # expires by itself
+        run.release()
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _verify_group(run: _Run, group: str, chunk_refs: dict, ttl: float, now_ns: int) -> list[Lease]:
+def _verify_group(run: _Run, group: str, chunk_refs: dict, now_ns: int) -> None:
     store, bucket = run.store, run.bucket
     # Lease first, then list: GC spares what a lease written before its phase 2 protects.
-    leases = [acquire(store, bucket, group, 0, 0, ttl, holder="verify")]
+    run.lease(group, 0)
     for s in B.list_base_sequences(store, bucket, group):
-        leases.append(acquire(store, bucket, group, s, 0, ttl, holder="verify"))
+        run.lease(group, s)
     raw = run.get(keys.manifest_key(group))
     manifest: dict[str, int] = {}
     if raw is not None:
@@ -173,7 +158,6 @@ def _verify_group(run: _Run, group: str, chunk_refs: dict, ttl: float, now_ns: i
     entries = _verify_timeline(run, group, manifest)
     bases = _verify_bases(run, group, manifest, chunk_refs)
     check_chain(run, group, entries, bases, now_ns)
-    return leases
 
 
 def _verify_timeline(run: _Run, group: str, manifest: dict[str, int]) -> list[TimelineEntry]:

@@ -114,3 +114,19 @@ def test_api_route_reports_per_tenant(tmp_path):
     body = client.post(f"/v1/groups/{C.GROUP}/verify", headers=h).json()
     assert not body["ok"] and {"key": f"{sim.bucket}/{target.key}", "what": "missing"} in \
         [{k: p[k] for k in ("key", "what")} for p in body["problems"]]
+
+
+def test_a_verify_longer_than_its_lease_ttl_keeps_renewing_it():
+    import time as _time
+
+    store = MemoryObjectStore()
+    sim = C.build_history(store, TENANT)
+    t0, live_late = _time.monotonic(), []
+
+    def slow(_n: int) -> None:
+        _time.sleep(0.02)
+        if _time.monotonic() - t0 > 1.0:  # well past the 0.4 s TTL
+            live_late.append(len(leases.live_leases(store, sim.bucket, C.GROUP)))
+
+    report = verify_tenant(store, sim.bucket, progress=slow, workers=1, lease_ttl_s=0.4, now_ns=sim.now)
+    assert report.ok and live_late and min(live_late) >= 2
