@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 
 from shared import bases as B
 from shared import keys
-from shared.frames import Kind
-from shared.journal import iter_segment_records, read_manifest
-from shared.objectstore import ObjectNotFound, ObjectStore
+from shared.frames import FrameError, Kind
+from shared.journal import JournalError, iter_segment_records, read_manifest
+from shared.objectstore import ObjectNotFound, ObjectStore, ObjectStoreError
 from services.retention.gc import list_groups
 
 
@@ -85,6 +85,7 @@ class TenantUsage:
     groups: dict[str, GroupUsage] = field(default_factory=dict)
     unattributed_bytes: int = 0  # unreferenced chunks, leases, anything outside a group's layout
     bucket_bytes: int = 0        # every object in the bucket
+    damaged: list[str] = field(default_factory=list)  # keys that did not decode (counted, not analysed)
 
     @property
     def logical_bytes(self) -> int:
@@ -97,6 +98,7 @@ class TenantUsage:
     def to_dict(self) -> dict:
         return {"bucket": self.bucket, "logical_bytes": self.logical_bytes, "stored_bytes": self.stored_bytes,
                 "unattributed_bytes": self.unattributed_bytes, "bucket_bytes": self.bucket_bytes,
+                "damaged": self.damaged,
                 "groups": [g.to_dict() for _, g in sorted(self.groups.items())]}
 
 
@@ -113,17 +115,21 @@ class SegmentCache:
         self.limit = limit
 
     def payload(self, store: ObjectStore, bucket: str, key: str) -> dict[str, int] | None:
+        """None when the segment is gone (GC) or does not decode (not cached: it may be repaired)."""
         with self._lock:
             hit = self._d.get(f"{bucket}/{key}")
         if hit is not None:
             return hit
         try:
             body = store.get(bucket, key)
-        except ObjectNotFound:
-            return None  # removed by GC while we listed
+        except ObjectStoreError:
+            return None  # removed by GC while we listed, or unreadable (an encrypted object failing its tag)
         out: Counter[str] = Counter()
-        for r in iter_segment_records(body, f"{bucket}/{key}"):
-            out[r.volume] += r.length if r.kind == Kind.DATA else 0
+        try:
+            for r in iter_segment_records(body, f"{bucket}/{key}"):
+                out[r.volume] += r.length if r.kind == Kind.DATA else 0
+        except (JournalError, FrameError):
+            return None  # damaged: its bytes still count as stored; 'dialback verify' names it
         with self._lock:
             if len(self._d) >= self.limit:
                 self._d.clear()
@@ -145,7 +151,12 @@ def measure_tenant(store: ObjectStore, bucket: str, cache: SegmentCache | None =
     refs: dict[str, list[tuple[str, str]]] = defaultdict(list)  # chunk key -> [(group, volume), ...] per reference
     for g in list_groups(store, bucket):
         gu = usage.groups[g] = GroupUsage(g)
-        for v, size in (read_manifest(store, bucket, g) or {}).items():
+        try:
+            manifest = read_manifest(store, bucket, g) or {}
+        except (JournalError, ObjectStoreError):
+            manifest = {}
+            usage.damaged.append(keys.manifest_key(g))
+        for v, size in manifest.items():
             gu.volumes[v] = VolumeUsage(v, logical_bytes=size)
         prefix = keys.group_prefix(g)
         for key, size in sizes.items():
@@ -154,11 +165,14 @@ def measure_tenant(store: ObjectStore, bucket: str, cache: SegmentCache | None =
             attributed.add(key)
             if key.startswith(keys.journal_prefix(g)):
                 gu.segment_bytes += size
-                _segment_share(gu, cache.payload(store, bucket, key) or {}, size)
+                payload = cache.payload(store, bucket, key)
+                if payload is None and store.exists(bucket, key):
+                    usage.damaged.append(key)
+                _segment_share(gu, payload or {}, size)
             else:
                 gu.document_bytes += size
         ids: set[str] = set()
-        for base in B.read_bases(store, bucket, g):
+        for base in _bases(store, bucket, g, usage.damaged):
             for v, vc in base.volumes.items():
                 for cid in vc.chunks:
                     if cid is not None:
@@ -178,6 +192,18 @@ def measure_tenant(store: ObjectStore, bucket: str, cache: SegmentCache | None =
             usage.groups[g].volumes.setdefault(v, VolumeUsage(v)).stored_bytes += part
     usage.unattributed_bytes = sum(s for k, s in sizes.items() if k not in attributed)
     return usage
+
+
+def _bases(store: ObjectStore, bucket: str, group: str, damaged: list[str]) -> list[B.Base]:
+    out = []
+    for s in B.list_base_sequences(store, bucket, group):
+        try:
+            out.append(B.read_base(store, bucket, group, s))
+        except ObjectNotFound:
+            continue  # removed by GC while we listed
+        except (B.BaseError, ObjectStoreError):
+            damaged.append(keys.base_key(group, s))  # its chunks count as unattributed until repaired
+    return out
 
 
 def _segment_share(gu: GroupUsage, payload: dict[str, int], size: int) -> None:

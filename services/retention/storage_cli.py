@@ -62,3 +62,6 @@ def register(app: typer.Typer) -> None:
         Console().print(t)
         Console().print(f"bucket holds {_mb(u.bucket_bytes)} MB; {_mb(u.unattributed_bytes)} MB unattributed "
                         "(chunks awaiting GC, leases)")
+        if u.damaged:
+            err.print(f"[yellow]warning:[/yellow] {len(u.damaged)} objects did not decode and were counted "
+                      f"without analysis (first: {u.damaged[0]}); run 'dialback verify {tenant}'")

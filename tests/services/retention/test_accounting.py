@@ -113,3 +113,16 @@ def test_job_emits_through_the_sampler_and_first_hour_is_partial():
                   and e.subject.endswith("/disk0"))
     first_hour_end = (since // HOUR_NS + 1) * HOUR_NS
     assert [q for _, q in secs] == [(first_hour_end - since) // 10**9, 3600]
+
+
+def test_damaged_objects_are_counted_and_listed_not_fatal():
+    store = MemoryObjectStore()
+    sim = C.build_history(store, TENANT)
+    t = C.targets(store, sim.bucket)
+    before = measure_tenant(store, sim.bucket)
+    C.damage(store, sim.bucket, "flip", t["base"])
+    C.damage(store, sim.bucket, "truncate", t["segment"])
+    after = measure_tenant(store, sim.bucket)
+    assert sorted(after.damaged) == sorted([t["base"].key, t["segment"].key])
+    assert after.bucket_bytes < before.bucket_bytes and after.groups[C.GROUP].logical_bytes == before.logical_bytes
+    assert after.stored_bytes + after.unattributed_bytes == after.bucket_bytes
