@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import uuid
@@ -11,6 +12,8 @@ import uuid
 import pytest
 
 from services.recovery.verify import verify_tenant
+from shared.crypto.keyring import Keyring
+from shared.objectstore.encrypted import EncryptedObjectStore
 from tests.services.recovery import verify_cases as C
 
 pytestmark = pytest.mark.integration
@@ -21,26 +24,30 @@ def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_damage_matrix_on_minio(minio_store):
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_damage_matrix_on_minio(minio_store, tmp_path, encrypted):
+    store = minio_store
+    if encrypted:
+        store = EncryptedObjectStore(minio_store, Keyring(secrets.token_bytes(32), tmp_path / "keyring.json"))
     tenant = f"ver{uuid.uuid4().hex[:8]}"
-    sim = C.build_history(minio_store, tenant)
-    clean = verify_tenant(minio_store, sim.bucket, now_ns=sim.now)
+    sim = C.build_history(store, tenant)
+    clean = verify_tenant(store, sim.bucket, now_ns=sim.now)
     assert clean.ok and clean.objects > 0, [str(p) for p in clean.problems]
     found = {}
-    for kind, target in C.targets(minio_store, sim.bucket).items():
+    for kind, target in C.targets(store, sim.bucket).items():
         if kind == "older_base":
             continue
-        original = minio_store.get(sim.bucket, target.key)
+        original = minio_store.get(sim.bucket, target.key)  # as stored (ciphertext when encrypted)
         for how in ("flip", "truncate", "delete"):
-            C.damage(minio_store, sim.bucket, how, target)
-            report = verify_tenant(minio_store, sim.bucket, now_ns=sim.now)
-            accepted, rule = C.expected(how, kind, encrypted=False)
+            C.damage(minio_store, sim.bucket, how, target, encrypted)
+            report = verify_tenant(store, sim.bucket, now_ns=sim.now)
+            accepted, rule = C.expected(how, kind, encrypted)
             hits = C.named(report.problems, sim.bucket, target, rule)
             found[(how, kind)] = sorted({p.what for p in hits})
             assert hits and {p.what for p in hits} <= accepted, (how, kind, [str(p) for p in report.problems])
             minio_store.put(sim.bucket, target.key, original)  # undo before the next case
     assert len(found) == 12
-    assert verify_tenant(minio_store, sim.bucket, now_ns=sim.now).ok
+    assert verify_tenant(store, sim.bucket, now_ns=sim.now).ok
 
 
 def test_cli_verify_and_storage_usage(minio_store, minio_settings):
