@@ -228,18 +228,31 @@ def _verify_segment(run: _Run, e: TimelineEntry, manifest: dict[str, int]) -> No
 
 
 def _orphan_segments(run: _Run, group: str, entry_keys: list[str]) -> None:
-    """A segment no entry covers, below the latest entry, lost its timeline entry (a newer one is in flight)."""
-    ranges = [keys.parse_range(k) for k in entry_keys]
-    latest = max((last for _, last in ranges), default=0)
+    """A segment inside the journal's span that no entry covers has lost its timeline entry.
+
+    Not faults: segments wholly before the oldest entry (GC hid their entries and deletes them at its
+    next run) and segments reaching past the latest entry (a flush in flight, or a crash before the entry).
+    """
+    ranges = sorted(keys.parse_range(k) for k in entry_keys)
+    if not ranges:
+        return
+    merged: list[list[int]] = []
+    for a, b in ranges:
+        if merged and a <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    start, latest = ranges[0][0], max(b for _, b in ranges)
     for info in run.store.list(run.bucket, keys.journal_prefix(group)):
         try:
             first, last = keys.parse_range(info.key)
         except ValueError:
             run.problem(info.key, "malformed", "not a segment name; move it out of the journal prefix")
             continue
-        if last < latest and not any(a <= first and last <= b for a, b in ranges):
-            run.problem(keys.timeline_key(group, first, last), "timeline gap",
-                        f"segment {info.key} has no timeline entry covering it (entry missing)")
+        if first < start or last > latest or any(a <= first and last <= b for a, b in merged):
+            continue
+        run.problem(keys.timeline_key(group, first, last), "timeline gap",
+                    f"segment {info.key} has no timeline entry covering it (entry missing)")
 
 
 def _verify_bases(run: _Run, group: str, manifest: dict[str, int], chunk_refs: dict) -> list[B.Base]:
