@@ -14,9 +14,10 @@ checks it the way they would, plus the consistency between them:
 * base chunks decompress and hash to their content address
   (``chunk hash mismatch``) at the length their position needs;
 * the timeline is gap-free from where the journal starts to the latest
-  point, and it starts at sequence 1 or just after a base (``timeline gap``);
-  a segment whose range no entry covers below the latest point has lost its
-  entry (``timeline gap``).
+  point (``timeline gap``); a segment inside that span no entry covers has
+  lost its entry (``timeline gap``); the journal starts at sequence 1 or a
+  base stands inside its first segment, and every retained policy point the
+  journal no longer covers has a base (``missing``, :mod:`verify_chain`).
 
 Read-only. While it runs it holds leases (:mod:`shared.leases`): one on the
 whole journal and one per base, taken before it lists what to read, so GC
@@ -205,14 +206,15 @@ def _verify_segment(run: _Run, e: TimelineEntry, manifest: dict[str, int]) -> No
                 run.problem(e.segment, "range mismatch", f"record {r.sequence} where {expect} was expected "
                                                          f"(entry {e.first_seq}-{e.last_seq})")
                 return
-            if r.kind == Kind.DATA:
-                r.data()  # decompresses zstd payloads and checks their length
+            if r.kind == Kind.BOOKMARK:
+                bookmarks.append((r.sequence, r.timestamp_ns))
+            else:
+                if r.kind == Kind.DATA:
+                    r.data()  # decompresses zstd payloads and checks their length
                 size = manifest.get(r.volume)
                 if manifest and (size is None or r.end > size):
                     run.problem(e.segment, "range mismatch", f"record {r.sequence} writes {r.volume!r} at "
                                                              f"{r.offset}+{r.length}, outside the manifest")
-            elif r.kind == Kind.BOOKMARK:
-                bookmarks.append((r.sequence, r.timestamp_ns))
             first_ts = r.timestamp_ns if first_ts is None else first_ts
             last_ts = r.timestamp_ns
             expect += 1
