@@ -17,9 +17,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.recovery.errors import BadRequest, OutOfRange
+from services.recovery.errors import BadRequest, NotFound, OutOfRange
 from services.recovery.planner import At, GroupJournal, Point, load_group
-from shared import leases
+from shared import keys, leases
 from shared.bases import Base
 from services.recovery.synth import Progress, SynthStats, synthesize
 from services.recovery.upload import check_target_key, upload_file
@@ -66,6 +66,20 @@ class Recovery:
         except ValueError as err:
             raise BadRequest(str(err)) from err
         return load_group(self.store, tenant_bucket(tenant, self.bucket_prefix), group)
+
+    def verify(self, tenant: str, group: str) -> dict:
+        """Read and check everything the group's retained points need (docs/storage.md, "Verify")."""
+        from services.recovery.verify import verify_tenant
+
+        try:
+            check_volume(group)
+        except ValueError as err:
+            raise BadRequest(str(err)) from err
+        bucket = tenant_bucket(tenant, self.bucket_prefix)
+        # Only existence is checked here: a damaged manifest or timeline is what the report is for.
+        if not self.store.bucket_exists(bucket) or not self.store.exists(bucket, keys.manifest_key(group)):
+            raise NotFound(f"group {group!r} not found (no manifest: is it registered with ingest?)")
+        return verify_tenant(self.store, bucket, group).to_dict()
 
     def points(self, tenant: str, group: str) -> dict:
         j = self._group(tenant, group)

@@ -24,12 +24,23 @@ from services.retention.journaler import Journaler
 from services.retention.manifests import ManifestWriter
 from services.retention.processor import Processor
 from services.retention.topics import discover
+from services.retention.usage_events import SOURCE, UsageSampler
 from shared.objectstore import ObjectStore, ObjectStoreError
 from shared.tenancy import tenant_bucket, tenant_of_topic
 
 log = logging.getLogger(__name__)
 
 RESTART = {"requested": False}
+
+
+def usage_sampler(settings: RetentionSettings) -> UsageSampler | None:
+    """The storage meters' sampler when DIALBACK_RETENTION_USAGE is on (docs/storage.md)."""
+    if not settings.retention_usage:
+        return None
+    from shared.usage import UsageEmitter
+
+    emitter = UsageEmitter(settings.kafka_bootstrap, SOURCE, settings.usage_topic)
+    return UsageSampler(emitter, settings.retention_usage_catchup_hours)
 
 
 def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str],
@@ -106,6 +117,7 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
 
     if settings.retention_job_interval > 0:
         tenants = sorted({tenant_of_topic(t) for t in writes})
+        sampler = usage_sampler(settings)
 
         @app.timer(interval=settings.retention_job_interval)
         async def retention_job():
@@ -115,8 +127,11 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
             for tenant in tenants:
                 try:
                     res = await asyncio.to_thread(run_tenant, store, tenant_bucket(tenant, settings.bucket_prefix),
-                                                  None, settings.retention_chunk_size)
+                                                  None, settings.retention_chunk_size, usage=sampler, tenant=tenant)
                     log.info("retention job %s: %s", tenant, res)
+                    if res.usage_error:
+                        log.error("usage events for tenant %s not sent (%s); resent next run", tenant,
+                                  res.usage_error)
                 except Exception as err:
                     log.error("retention job for tenant %s failed (%s); retried next interval", tenant, err)
 

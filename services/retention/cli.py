@@ -16,3 +16,7 @@ def register(app: typer.Typer) -> None:
     from services.retention.policy_cli import register as register_policy
 
     register_policy(app)
+
+    from services.retention.storage_cli import register as register_storage
+
+    register_storage(app)

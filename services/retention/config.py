@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from shared.config import CommonSettings, default_home
+from shared.tenancy import USAGE_TOPIC
 
 
 class RetentionSettings(CommonSettings):
@@ -23,6 +24,11 @@ class RetentionSettings(CommonSettings):
                                           "(0 = never; policies are read on every run)")
     retention_chunk_size: int = Field(1 << 20, ge=4096, le=64 << 20,
                                       description="base image chunk size in bytes (new groups; a group keeps its size)")
+    retention_usage: bool = Field(False, description="emit storage.logical_bytes / storage.stored_bytes (hourly per "
+                                  "group) and protection.volume_seconds to the usage topic from the retention job")
+    retention_usage_catchup_hours: int = Field(3, ge=1, le=47, description="complete hours of volume-seconds "
+                                               "re-sent after a restart (deterministic ids: counted once)")
+    usage_topic: str = Field(USAGE_TOPIC, description="Kafka topic of usage events (metering reads it)")
     tenants_file: Path | None = Field(None, description="default $DIALBACK_HOME/tenants.json")
     home: Path = Field(default_factory=default_home)
 

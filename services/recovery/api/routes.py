@@ -42,6 +42,12 @@ async def points(group: str, tenant: CurrentTenant, rec: RecoveryDep) -> dict:
     return await run_in_threadpool(rec.points, tenant, group)
 
 
+@router.post("/groups/{group}/verify")
+async def verify(group: str, tenant: CurrentTenant, rec: RecoveryDep) -> dict:
+    """Read every object the group's retained points need; ``ok`` false lists each problem (200 either way)."""
+    return await run_in_threadpool(rec.verify, tenant, group)
+
+
 @router.post("/groups/{group}/recoveries", status_code=201)
 async def recover(group: str, body: RecoveryRequest, tenant: CurrentTenant, rec: RecoveryDep) -> dict:
     at = At.of(body.at.sequence, body.at.timestamp_ns, body.at.bookmark)
