@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.auth import create_tenant
+from shared.auth import TenantExists, create_tenant, read_tenants
 from shared.credentials import AgentCredentials, CredentialsError, write_credentials
 from shared.crypto.keyring import Keyring, transport_entry
 
@@ -18,6 +18,8 @@ def create_tenant_with_credentials(tenants_file: Path, name: str, credentials: P
                                    ring: Keyring | None) -> AgentCredentials:
     """Create tenant ``name``; write its credentials file; return the credentials."""
     credentials = Path(credentials)
+    if name in read_tenants(Path(tenants_file)):
+        raise TenantExists(f"tenant {name!r} already exists in {tenants_file}; pick another name")
     if credentials.exists():  # checked before the tenant exists, so a refusal changes nothing
         raise CredentialsError(f"credentials file {credentials} already exists; choose another path with --credentials")
     if ring is not None and ring.find(transport_entry(name)) is not None:
