@@ -23,16 +23,17 @@ def test_usage_events_reach_kafka_once_per_acknowledged_batch(kafka_bootstrap, t
     monkeypatch.delenv("DIALBACK_MASTER_KEY_FILE", raising=False)
     tenant = "it-" + secrets.token_hex(4)
     path = tmp_path / "tenants.json"
-    headers = {"Authorization": f"Bearer {create_tenant(path, tenant)}", "Content-Type": BATCH}
+    auth = {"Authorization": f"Bearer {create_tenant(path, tenant)}"}
     topic = f"dialback.usage.it-{secrets.token_hex(4)}"  # own topic on the shared broker
     settings = IngestSettings(kafka_bootstrap=kafka_bootstrap, tenants_file=path, produce_timeout_s=5,
                               usage_topic=topic)
     sent = [(1, 4, 4096), (5, 7, 1024), (1, 4, 4096), (8, 10, 512)]  # the third is a duplicate resend
     with TestClient(create_app(settings, auth=TenantAuth(path))) as c:
-        r = c.put("/v1/groups/g1", headers=headers, json={"volumes": [{"volume": "disk0", "size": 1 << 30}]})
+        r = c.put("/v1/groups/g1", headers=auth, json={"volumes": [{"volume": "disk0", "size": 1 << 30}]})
         assert r.status_code == 200, r.text
         for first, last, size in sent:
-            r = c.post("/v1/groups/g1/batches", content=batch(first, last, size=size), headers=headers)
+            r = c.post("/v1/groups/g1/batches", content=batch(first, last, size=size),
+                       headers={**auth, "Content-Type": BATCH})
             assert r.status_code == 200, r.text
     # leaving the client closes the app, which flushes the emitter
     events = [parse_event(v) for _, v, _, _ in read_topic(kafka_bootstrap, topic)]
