@@ -13,7 +13,7 @@ import stat
 import pytest
 
 from agent.nbd.client import connect
-from deploy.local.pipeline import sha256_file
+from deploy.local.pipeline import Pipeline, sha256_file
 from shared.credentials import read_credentials
 from shared.tenancy import tenant_bucket
 
@@ -22,12 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 SIZE = 4 << 20
 
 
-def test_marker_recovers_byte_exact_and_is_in_no_stored_object(pipeline, tmp_path, minio_store):
-    master = pipeline.home / "master.key"
-    assert stat.S_IMODE(master.stat().st_mode) == 0o600
-    assert pipeline.env["DIALBACK_MASTER_KEY_FILE"] == str(master)
-    key = read_credentials(pipeline.credentials).transport_key
-    assert key is not None, "the pipeline's tenant must have a transport key"
+def _write_markers_and_recover(pipeline, tmp_path) -> bytes:
     pipeline.start()
     disk = tmp_path / "enc.img"
     disk.write_bytes(bytes(SIZE))
@@ -45,13 +40,36 @@ def test_marker_recovers_byte_exact_and_is_in_no_stored_object(pipeline, tmp_pat
     assert r.status_code == 200, r.text
     assert sha256_file(out) == sha256_file(disk)
     assert marker in out.read_bytes()
+    return marker
 
-    objects = list(minio_store.list(tenant_bucket(pipeline.tenant)))
+
+def _stored(minio_store, tenant: str) -> dict[str, bytes]:
+    objects = list(minio_store.list(tenant_bucket(tenant)))
     assert any(o.key.endswith(".seg") for o in objects), [o.key for o in objects]
-    for o in objects:
-        raw = minio_store.get(tenant_bucket(pipeline.tenant), o.key)
-        assert raw[:4] == b"DBE1", f"{o.key} is not encrypted"
-        assert marker not in raw, f"marker found in plaintext in {o.key}"
+    return {o.key: minio_store.get(tenant_bucket(tenant), o.key) for o in objects}
+
+
+def test_marker_recovers_byte_exact_and_is_in_no_stored_object(pipeline, tmp_path, minio_store):
+    master = pipeline.home / "master.key"
+    assert stat.S_IMODE(master.stat().st_mode) == 0o600
+    assert pipeline.env["DIALBACK_MASTER_KEY_FILE"] == str(master)
+    key = read_credentials(pipeline.credentials).transport_key
+    assert key is not None, "the pipeline's tenant must have a transport key"
+    marker = _write_markers_and_recover(pipeline, tmp_path)
+    for name, raw in _stored(minio_store, pipeline.tenant).items():
+        assert raw[:4] == b"DBE1", f"{name} is not encrypted"
+        assert marker not in raw, f"marker found in plaintext in {name}"
     logs = pipeline.logs()
     for form in (key.hex(), base64.b64encode(key).decode(), master.read_text().strip()):
         assert form not in logs
+
+
+def test_control_without_encryption_the_marker_is_visible(stack_env, tmp_path, minio_store):
+    """Shows the check above has teeth: with encryption OFF the same marker is in a stored object."""
+    p = Pipeline.create(stack_env, tmp_path / "plain-home", encrypt=False)
+    try:
+        assert read_credentials(p.credentials).transport_key is None
+        marker = _write_markers_and_recover(p, tmp_path)
+        assert any(marker in raw for raw in _stored(minio_store, p.tenant).values())
+    finally:
+        p.stop_all()
