@@ -46,8 +46,8 @@ def protect(
         if not token and credentials is None:
             raise ValueError("give --credentials FILE (from `dialback tenant create`) or --token")
         settings = AgentSettings(ingest=ingest, token=token, credentials_file=credentials, group=group,
-                                 volumes=",".join(volume), spool_dir=spool, nbd_port=nbd_port, control_port=control_port,
-                                 bandwidth=bandwidth, **extra)
+                                 volumes=",".join(volume), spool_dir=spool, nbd_port=nbd_port,
+                                 control_port=control_port, bandwidth=bandwidth, **extra)
     except (ValidationError, ValueError) as err:
         console.print(f"[red]invalid settings:[/red] {err}")
         raise typer.Exit(2) from err

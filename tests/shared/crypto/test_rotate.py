@@ -7,8 +7,10 @@ import stat
 import pytest
 from typer.testing import CliRunner
 
-from shared.crypto.keyring import Keyring, KeyringError, ensure_master_key, load_master_key, transport_entry
-from shared.crypto.rotate import finish_pending, pending_path, rotate_master_file, write_master_key
+from shared.crypto.keyring import (
+    Keyring, KeyringError, ensure_master_key, load_master_key, transport_entry, write_master_key,
+)
+from shared.crypto.rotate import finish_pending, pending_path, rotate_master_file
 
 
 def _ring(tmp_path) -> tuple:
