@@ -73,3 +73,19 @@ def test_credentials_readable_by_others_stop_the_agent_before_it_starts(tmp_path
         AgentThread(agent_settings(tmp_path, "http://127.0.0.1:9", {"disk0": img}, token="",
                                    credentials_file=creds)).start()
     assert not (tmp_path / "spool").exists()
+
+
+def test_protect_needs_credentials_or_token(tmp_path, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from agent.cli import register
+
+    monkeypatch.delenv("DIALBACK_AGENT_TOKEN", raising=False)
+    monkeypatch.delenv("DIALBACK_AGENT_CREDENTIALS_FILE", raising=False)
+    app = typer.Typer()
+    register(app)
+    r = CliRunner().invoke(app, ["protect", "--ingest", "http://127.0.0.1:9", "--group", "g1",
+                                 "--volume", f"d0={tmp_path / 'd.img'}", "--spool", str(tmp_path / "spool")])
+    assert r.exit_code == 2 and "--credentials" in r.output
+    assert not (tmp_path / "spool").exists()
