@@ -121,3 +121,13 @@ def test_usage_events_once_per_newly_acknowledged_range(harness):
     assert event_id("acme", "g1", 1, 3) == event_id("acme", "g1", 1, 3) != event_id("globex", "g1", 1, 3)
     for e in em.events:
         assert parse_event(e.to_json()).id == e.id
+
+
+def test_wrong_master_key_is_a_500_for_the_operator(harness, key, tmp_path):
+    wrong = Keyring(new_key(), tmp_path / "keyring.json")  # same file, another master key
+    with TestClient(harness.app(keys=TransportKeys(wrong))) as c:
+        register(c, harness.tenants, "acme", "g1")
+        r = post_sealed(c, harness.tenants, "acme", "g1", sealed(key, "acme", "g1", 1, 2))
+    assert r.status_code == 500 and "DIALBACK_MASTER_KEY_FILE" in r.json()["detail"]
+    assert harness.writes.messages("acme") == []
+    _answers_and_logs_hold_no_key([r.text], key)
