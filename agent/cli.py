@@ -23,7 +23,10 @@ def _control_default() -> str:
 
 def protect(
     ingest: str = typer.Option(..., help="ingest base URL, e.g. http://127.0.0.1:8100"),
-    token: str = typer.Option(..., envvar="DIALBACK_AGENT_TOKEN", help="tenant token for ingest"),
+    token: str = typer.Option("", envvar="DIALBACK_AGENT_TOKEN", help="tenant token for ingest (or --credentials)"),
+    credentials: Optional[Path] = typer.Option(
+        None, envvar="DIALBACK_AGENT_CREDENTIALS_FILE",
+        help="credentials file from `dialback tenant create` (token + transport key; batches are then sealed)"),
     group: str = typer.Option(..., help="protection (consistency) group id"),
     volume: list[str] = typer.Option(..., help="NAME=PATH of a disk file or block device; repeat for more"),
     spool: Path = typer.Option(..., help="spool directory (one subdirectory per group)"),
@@ -40,15 +43,17 @@ def protect(
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     extra = {"spool_limit_bytes": spool_limit} if spool_limit else {}
     try:
-        settings = AgentSettings(ingest=ingest, token=token, group=group, volumes=",".join(volume),
-                                 spool_dir=spool, nbd_port=nbd_port, control_port=control_port,
-                                 bandwidth=bandwidth, **extra)
+        if not token and credentials is None:
+            raise ValueError("give --credentials FILE (from `dialback tenant create`) or --token")
+        settings = AgentSettings(ingest=ingest, token=token, credentials_file=credentials, group=group,
+                                 volumes=",".join(volume), spool_dir=spool, nbd_port=nbd_port,
+                                 control_port=control_port, bandwidth=bandwidth, **extra)
     except (ValidationError, ValueError) as err:
         console.print(f"[red]invalid settings:[/red] {err}")
         raise typer.Exit(2) from err
     try:
         run_agent(settings)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: e.g. a bad credentials file
         console.print(f"[red]agent stopped:[/red] {err}")
         raise typer.Exit(1) from err
 

@@ -37,6 +37,8 @@ class AgentSettings(CommonSettings):
 
     ingest: str = Field("http://127.0.0.1:8100", description="ingest base URL")
     token: SecretStr = Field(SecretStr(""), description="tenant bearer token for ingest")
+    credentials_file: Path | None = Field(
+        None, description="credentials file from `dialback tenant create` (token + transport key, 0600)")
     group: str = Field("default", description="protection (consistency) group id")
     volumes: str = Field("", description="NAME=PATH[,NAME=PATH...] exported over NBD and protected")
     spool_dir: Path = Field(default_factory=lambda: default_home() / "agent" / "spool")
@@ -66,6 +68,16 @@ class AgentSettings(CommonSettings):
     @property
     def volume_map(self) -> dict[str, Path]:
         return parse_volumes(self.volumes)
+
+    def shipping(self) -> tuple[str, tuple[str, bytes] | None]:
+        """(bearer token, (tenant, transport key) or None), from the credentials file when one is set."""
+        from shared.credentials import read_credentials
+
+        if self.credentials_file is None:
+            return self.token.get_secret_value(), None
+        creds = read_credentials(self.credentials_file)
+        sealing = (creds.tenant, creds.transport_key) if creds.transport_key else None
+        return self.token.get_secret_value() or creds.token, sealing
 
     @property
     def low_water(self) -> int:

@@ -56,6 +56,7 @@ class Agent:
 
     def open(self) -> None:
         s = self.settings
+        token, sealing = s.shipping()  # a bad credentials file stops the agent before it touches a disk
         volumes = s.volume_map
         if not volumes:
             raise ValueError("no volumes to protect: pass --volume NAME=PATH (or set DIALBACK_AGENT_VOLUMES)")
@@ -65,8 +66,8 @@ class Agent:
         if group.state.initial_sync_complete:
             group.sync_progress = {v: d.size for v, d in disks.items()}
         self.groups[s.group] = group
-        self.shippers[s.group] = Shipper(group, s.ingest, s.token.get_secret_value(), s.bandwidth,
-                                         transport=self.transport, backoff_cap=s.backoff_cap_seconds)
+        self.shippers[s.group] = Shipper(group, s.ingest, token, s.bandwidth, transport=self.transport,
+                                         backoff_cap=s.backoff_cap_seconds, sealing=sealing)
         self.syncers[s.group] = Syncer(group, s.pace)
 
     async def run(self, stop: asyncio.Event, ready: threading.Event | None = None) -> None:

@@ -2,7 +2,9 @@
 
 Contract: docs/data-path.md ("Agent → ingest"). Records leave in sequence
 order from ``acked_through + 1`` in v1 batches of at most MAX_BATCH_BYTES,
-DATA payloads zstd-compressed when that is smaller. Connection errors, 5xx
+DATA payloads zstd-compressed when that is smaller, then sealed with the
+tenant's transport key when the agent has one (docs/encryption.md,
+"Transport"; the first..last range of the batch is bound into the AAD). Connection errors, 5xx
 and 429 are retried with capped exponential backoff, forever: the spool is
 what makes an outage lose nothing. A 409 moves the cursor to the sequence
 ingest expects when the spool still holds it; otherwise an alarm is raised.
@@ -17,6 +19,7 @@ import time
 import httpx
 
 from agent.group import Group
+from shared.crypto.transport import SEALED_CONTENT_TYPE, seal
 from shared.frames import HEADER_SIZE, MAX_BATCH_BYTES, Kind, Record, data_record, encode_batch, record_size
 
 log = logging.getLogger(__name__)
@@ -44,11 +47,22 @@ def build_batch(group: Group, first: int, max_bytes: int = MAX_BATCH_BYTES) -> t
     return encode_batch(out), out[-1].sequence
 
 
+def seal_batch(sealing: tuple[str, bytes] | None, group: str, first: int, last: int,
+               batch: bytes) -> tuple[bytes, str]:
+    """(body, content type): sealed under (tenant, transport key) when given, else as it is."""
+    if sealing is None:
+        return batch, CONTENT_TYPE
+    tenant, key = sealing
+    return seal(key, tenant, group, first, last, batch), SEALED_CONTENT_TYPE
+
+
 class Shipper:
     def __init__(self, group: Group, ingest_url: str, token: str, bandwidth: int | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, backoff_start: float = 0.2,
-                 backoff_cap: float = 10.0, poll: float = 0.02):
+                 backoff_cap: float = 10.0, poll: float = 0.02, sealing: tuple[str, bytes] | None = None):
+        """``sealing``: (tenant, transport key) from the credentials file; None ships unsealed."""
         self.group = group
+        self.sealing = sealing
         self.ingest_url = ingest_url.rstrip("/")
         self.token = token
         self.bandwidth = bandwidth
@@ -122,14 +136,15 @@ class Shipper:
         if built is None:
             await self._backoff(stop, ALARM_GAP, f"spool no longer holds sequence {first}; re-protect the group")
             return False
-        body, last = built
+        batch, last = built
+        body, ctype = await asyncio.to_thread(seal_batch, self.sealing, g.name, first, last, batch)
         wait = self._ready_at - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
         start = time.monotonic()
         try:
             resp = await client.post(f"/v1/groups/{g.name}/batches", content=body,
-                                     headers={"Content-Type": CONTENT_TYPE})
+                                     headers={"Content-Type": ctype})
         except httpx.TransportError as err:
             await self._backoff(stop, ALARM_SHIP, f"cannot reach ingest at {self.ingest_url}: {err}; writes keep spooling")
             return True

@@ -15,6 +15,7 @@ app.add_typer(stack_app, name="stack")
 # Each part owns its commands and adds them through register(app).
 _PARTS = [
     "cli.demo",
+    "cli.keys",
     "agent.cli",
     "services.ingest.cli",
     "services.retention.cli",

@@ -5,6 +5,11 @@ Used by the end-to-end tests, the benchmarks and `dialback demo`.
 Each Dialback process runs as a subprocess (``python -m ...``) with the
 DIALBACK_* environment pointing at the test's real Kafka and MinIO, so tests
 can stop, kill and restart any one of them.
+
+Encryption is ON by default (docs/encryption.md): a master key
+(``<home>/master.key``, 0600) is created if missing and named by
+DIALBACK_MASTER_KEY_FILE for every service, the tenant gets a transport key,
+and agents ship sealed batches using ``<home>/<tenant>.credentials.json``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from pathlib import Path
 import httpx
 
 from deploy.local.process import Managed, free_port
-from shared.auth import create_tenant
+from services.ingest.provision import create_tenant_with_credentials
+from shared.crypto.keyring import Keyring, ensure_master_key, load_master_key
 
 
 def _http_ok(url: str) -> bool:
@@ -69,16 +75,26 @@ class Pipeline:
     home: Path
     tenant: str
     token: str
+    credentials: Path | None = None
     ports: dict[str, int] = field(default_factory=dict)
     services: dict[str, Managed] = field(default_factory=dict)
     agents: list[Agent] = field(default_factory=list)
 
     @classmethod
-    def create(cls, stack_env: dict[str, str], home: Path) -> "Pipeline":
+    def create(cls, stack_env: dict[str, str], home: Path, encrypt: bool = True) -> "Pipeline":
+        """``encrypt``: encryption at rest and agent→ingest ON (the default) or both OFF."""
         home.mkdir(parents=True, exist_ok=True)
         tenant = f"t{uuid.uuid4().hex[:10]}"
         tenants_file = home / "tenants.json"
-        token = create_tenant(tenants_file, tenant)
+        crypto: dict[str, str] = {}
+        ring = None
+        if encrypt:
+            master = ensure_master_key(home)
+            keyring = home / "keyring.json"
+            crypto = {"DIALBACK_MASTER_KEY_FILE": str(master), "DIALBACK_KEYRING_FILE": str(keyring)}
+            ring = Keyring(load_master_key(master), keyring)
+        credentials = home / f"{tenant}.credentials.json"
+        token = create_tenant_with_credentials(tenants_file, tenant, credentials, ring).token
         ports = {"ingest": free_port(), "recovery": free_port(), "retention": free_port()}
         env = {
             **stack_env,
@@ -90,8 +106,11 @@ class Pipeline:
             "DIALBACK_RETENTION_APP_ID": f"retention-{tenant}",
             "DIALBACK_RETENTION_RESCAN_INTERVAL": "2",
             "PYTHONUNBUFFERED": "1",
+            **crypto,
         }
-        return cls(env, home, tenant, token, ports)
+        if not encrypt:  # the caller's environment must not switch it back on
+            env["DIALBACK_MASTER_KEY_FILE"] = ""
+        return cls(env, home, tenant, token, credentials, ports)
 
     @property
     def ingest_url(self) -> str:
@@ -120,7 +139,7 @@ class Pipeline:
         env = {
             **self.env,
             "DIALBACK_AGENT_INGEST": self.ingest_url,
-            "DIALBACK_AGENT_TOKEN": self.token,
+            "DIALBACK_AGENT_CREDENTIALS_FILE": str(self.credentials),
             "DIALBACK_AGENT_GROUP": group,
             "DIALBACK_AGENT_VOLUMES": ",".join(f"{k}={v}" for k, v in volumes.items()),
             "DIALBACK_AGENT_SPOOL_DIR": str(self.home / f"spool-{group}"),

@@ -3,7 +3,9 @@
 State lives in ``$DIALBACK_HOME`` (default ~/.local/share/dialback), downloads
 and builds in ``$DIALBACK_CACHE`` (default ~/.cache/dialback), so a second
 ``up`` on the same machine downloads and builds nothing. ``up`` writes
-``$DIALBACK_HOME/stack.env``: the DIALBACK_* variables every service reads.
+``$DIALBACK_HOME/stack.env``: the DIALBACK_* variables every service reads,
+including DIALBACK_MASTER_KEY_FILE (``$DIALBACK_HOME/master.key``, 0600,
+generated on the first ``up``): encryption at rest is ON in the local stack.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from deploy.local import kafka, minio
 from deploy.local.process import Managed, StartError, port_open
 from shared.config import default_cache, default_home
+from shared.crypto.keyring import ensure_master_key
 
 KAFKA_PORT = int(os.environ.get("DIALBACK_STACK_KAFKA_PORT", 9092))
 MINIO_PORT = int(os.environ.get("DIALBACK_STACK_MINIO_PORT", 9000))
@@ -52,9 +55,14 @@ class Stack:
         return minio.server(self.cache, self.home / "minio", MINIO_PORT, MINIO_PORT + 1,
                             c["s3_access_key"], c["s3_secret_key"])
 
+    def master_key(self) -> Path:
+        return ensure_master_key(self.home)
+
     def env(self) -> dict[str, str]:
         c = self.credentials()
         return {
+            "DIALBACK_MASTER_KEY_FILE": str(self.master_key()),
+            "DIALBACK_KEYRING_FILE": str(self.home / "keyring.json"),
             "DIALBACK_HOME": str(self.home),
             "DIALBACK_KAFKA_BOOTSTRAP": f"127.0.0.1:{KAFKA_PORT}",
             "DIALBACK_S3_ENDPOINT": f"127.0.0.1:{MINIO_PORT}",

@@ -13,6 +13,8 @@ from services.ingest.bus import ControlLog, WritesLog
 from services.ingest.config import IngestSettings
 from services.ingest.metrics import IngestMetrics
 from services.ingest.service import IngestService
+from services.ingest.transport import TransportKeys
+from services.ingest.usage import SOURCE, IngestUsage
 from shared.auth import TenantAuth
 
 log = logging.getLogger(__name__)
@@ -34,16 +36,33 @@ def kafka_logs(settings: IngestSettings) -> tuple[WritesLog, ControlLog]:
     )
 
 
+def kafka_usage(settings: IngestSettings) -> IngestUsage:
+    from shared.bus.kafka import ensure_topics
+    from shared.usage import UsageEmitter
+
+    return IngestUsage(UsageEmitter(settings.kafka_bootstrap, SOURCE, settings.usage_topic),
+                       lambda: ensure_topics(settings.kafka_bootstrap, [settings.usage_topic],
+                                             replication=settings.replication))
+
+
 def create_app(settings: IngestSettings | None = None, *, writes: WritesLog | None = None,
                control: ControlLog | None = None, auth: TenantAuth | None = None,
-               preload: bool = True) -> FastAPI:
-    """Build the app; ``writes``/``control`` default to the Kafka adapters."""
+               preload: bool = True, keys: TransportKeys | None = None,
+               usage: IngestUsage | None = None) -> FastAPI:
+    """Build the app; ``writes``/``control`` default to the Kafka adapters, ``keys`` to the
+    keyring of DIALBACK_MASTER_KEY_FILE, ``usage`` to Kafka when ingest uses Kafka (DIALBACK_INGEST_USAGE)."""
+    from shared.objectstore.factory import keyring_from_env
+
     settings = settings or IngestSettings()
-    if writes is None or control is None:
+    on_kafka = writes is None or control is None
+    if on_kafka:
         kw, kc = kafka_logs(settings)
         writes, control = writes or kw, control or kc
+    if usage is None and (settings.ingest_usage or (settings.ingest_usage is None and on_kafka)):
+        usage = kafka_usage(settings)
     auth = auth or TenantAuth(settings.resolved_tenants_file())
-    service = IngestService(writes, control, IngestMetrics())
+    keys = keys or TransportKeys(keyring_from_env())
+    service = IngestService(writes, control, IngestMetrics(), keys=keys, usage=usage)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):

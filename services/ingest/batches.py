@@ -25,6 +25,7 @@ class Plan:
     last_seq: int
     records: int  # records to produce
     last_timestamp_ns: int
+    payload_bytes: int = 0  # uncompressed DATA bytes of the records to produce (ingest.bytes)
 
 
 def _check_records(recs: list[Record], group: GroupState) -> None:
@@ -63,7 +64,8 @@ def _check_records(recs: list[Record], group: GroupState) -> None:
         prev = rec
 
 
-def plan_batch(body: bytes, group: GroupState) -> Plan:
+def plan_batch(body: bytes, group: GroupState, sealed_range: tuple[int, int] | None = None) -> Plan:
+    """``sealed_range``: the (first, last) a sealed envelope authenticated; the batch must match it."""
     try:
         recs = decode_batch(body)
     except FrameError as err:
@@ -72,6 +74,10 @@ def plan_batch(body: bytes, group: GroupState) -> Plan:
         raise MalformedBatch("batch has no records; send at least one")
     _check_records(recs, group)
     first, last = recs[0].sequence, recs[-1].sequence
+    if sealed_range is not None and sealed_range != (first, last):
+        raise MalformedBatch(f"sealed envelope names sequences {sealed_range[0]}-{sealed_range[1]} but the "
+                             f"batch inside holds {first}-{last}; the agent must seal the range it sends",
+                             records=len(recs))
     acked = group.acked_through
     if last <= acked:
         return Plan(None, first, last, 0, group.last_timestamp_ns)
@@ -91,4 +97,5 @@ def plan_batch(body: bytes, group: GroupState) -> Plan:
         )
     # Re-encode only when a prefix was already acked; otherwise Kafka gets the bytes as validated.
     data = bytes(body) if len(new) == len(recs) else encode_batch(new)
-    return Plan(data, new[0].sequence, last, len(new), new[-1].timestamp_ns)
+    payload = sum(r.length for r in new if r.kind == Kind.DATA)
+    return Plan(data, new[0].sequence, last, len(new), new[-1].timestamp_ns, payload)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from shared.auth import TenantExists, TenantsFileError, create_tenant, default_tenants_file, read_tenants
+from shared.auth import TenantExists, TenantsFileError, default_tenants_file, read_tenants
 from shared.errors import InvalidName
 
 TenantsFile = Annotated[
@@ -22,17 +22,39 @@ def register(app: typer.Typer) -> None:
     err = Console(stderr=True)
 
     @tenant.command("create")
-    def create(name: str, tenants_file: TenantsFile = None) -> None:
-        """Create tenant NAME and print its token (shown only this once)."""
+    def create(
+        name: str,
+        tenants_file: TenantsFile = None,
+        credentials: Annotated[Optional[Path], typer.Option(
+            help="agent credentials file to write (0600); default ./<NAME>.credentials.json")] = None,
+        master_key_file: Annotated[Optional[Path], typer.Option(
+            help="default: $DIALBACK_MASTER_KEY_FILE; without one the tenant ships plaintext")] = None,
+    ) -> None:
+        """Create tenant NAME; write its agent credentials file and print its token (shown only this once)."""
+        from services.ingest.provision import create_tenant_with_credentials
+        from shared.credentials import CredentialsError
+        from shared.crypto.keyring import Keyring, KeyringError, load_master_key
+        from shared.objectstore.factory import getattr_env, keyring_from_env
+
         path = tenants_file or default_tenants_file()
+        creds_path = credentials or Path(f"{name}.credentials.json")
         try:
-            token = create_tenant(path, name)
-        except (TenantExists, InvalidName, TenantsFileError) as e:
+            if master_key_file:
+                ring_path = getattr_env("DIALBACK_KEYRING_FILE") or str(master_key_file.parent / "keyring.json")
+                ring = Keyring(load_master_key(master_key_file), ring_path)
+            else:
+                ring = keyring_from_env()
+            creds = create_tenant_with_credentials(path, name, creds_path, ring)
+        except (TenantExists, InvalidName, TenantsFileError, CredentialsError, KeyringError, OSError) as e:
             err.print(f"[red]error:[/red] {e}")
             raise typer.Exit(1) from e
-        err.print(f"tenant {name} created in {path}; its token is shown only once:")
+        if ring is None:
+            err.print("[yellow]warning:[/yellow] no master key (DIALBACK_MASTER_KEY_FILE): this tenant has no "
+                      "transport key and its agents ship batches unencrypted")
+        err.print(f"tenant {name} created in {path}; agent credentials written to {creds_path} (0600): hand "
+                  "that file to the agent (--credentials). The token is shown only once:")
         # The token alone on stdout, so scripts can capture it.
-        print(token)
+        print(creds.token)
 
     @tenant.command("list")
     def list_(tenants_file: TenantsFile = None) -> None:

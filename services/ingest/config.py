@@ -8,6 +8,7 @@ from pydantic import Field
 
 from shared.auth import default_tenants_file
 from shared.config import CommonSettings
+from shared.tenancy import USAGE_TOPIC
 
 
 class IngestSettings(CommonSettings):
@@ -18,6 +19,8 @@ class IngestSettings(CommonSettings):
     replication: int = Field(1, ge=1, description="replication factor of new topics")
     produce_timeout_s: float = Field(10.0, gt=0, description="give up on a Kafka acknowledgement after this")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503")
+    ingest_usage: bool | None = Field(None, description="emit ingest.bytes usage events (default: on with Kafka)")
+    usage_topic: str = Field(USAGE_TOPIC, description="topic of usage events")
 
     def resolved_tenants_file(self) -> Path:
         return self.tenants_file or default_tenants_file()

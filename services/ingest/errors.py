@@ -67,3 +67,21 @@ class IngestUnavailable(IngestError):
     """Kafka did not take the batch; nothing was acknowledged."""
 
     reason = "unavailable"
+
+
+class BadSeal(IngestError):
+    """A sealed body that is malformed or does not authenticate (or cannot be opened at all)."""
+
+    reason = "bad_seal"
+
+
+class PlaintextRefused(IngestError):
+    """An unsealed body from a tenant that has a transport key (no downgrade)."""
+
+    reason = "plaintext"
+
+
+class TransportMisconfigured(IngestError):
+    """Ingest cannot unwrap a transport key: the operator's master key is wrong."""
+
+    reason = "key_config"

@@ -23,6 +23,8 @@ from services.ingest.bus import BusUnavailable, ControlLog, WritesLog
 from services.ingest.errors import GroupConflict, IngestUnavailable, InvalidRegistration, UnknownGroup
 from services.ingest.metrics import IngestMetrics
 from services.ingest.state import GroupState, TenantState, acked_event, registered_event
+from services.ingest.transport import TransportKeys, open_body
+from services.ingest.usage import IngestUsage
 from shared.errors import InvalidName
 from shared.tenancy import check_volume
 
@@ -61,9 +63,12 @@ def parse_volumes(volumes: list[dict] | object) -> dict[str, int]:
 
 
 class IngestService:
-    def __init__(self, writes: WritesLog, control: ControlLog, metrics: IngestMetrics | None = None) -> None:
+    def __init__(self, writes: WritesLog, control: ControlLog, metrics: IngestMetrics | None = None,
+                 keys: TransportKeys | None = None, usage: IngestUsage | None = None) -> None:
         self.writes, self.control = writes, control
         self.metrics = metrics or IngestMetrics()
+        self.keys = keys or TransportKeys(None)
+        self.usage = usage
         self._tenants: dict[str, TenantState] = {}
         self._tenant_locks: dict[str, asyncio.Lock] = {}
         self._group_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -74,6 +79,8 @@ class IngestService:
     def _load_blocking(self, tenant: str) -> TenantState:
         self.writes.ensure(tenant)
         self.control.ensure(tenant)
+        if self.usage is not None:
+            self.usage.ensure()
         return TenantState.replay(self.control.replay(tenant))
 
     async def tenant(self, tenant: str) -> TenantState:
@@ -137,22 +144,25 @@ class IngestService:
 
     # -- batches -------------------------------------------------------------
 
-    async def accept_batch(self, tenant: str, group: str, body: bytes) -> tuple[int, Plan]:
-        """Validate, produce and acknowledge one batch; returns (acked_through, plan)."""
+    async def accept_batch(self, tenant: str, group: str, body: bytes, sealed: bool = False) -> tuple[int, Plan]:
+        """Open (if sealed), validate, produce and acknowledge one batch; returns (acked_through, plan)."""
         await self.get_group(tenant, group)
+        # Opening needs no group state: outside the lock; a refusal produces nothing.
+        body, sealed_range = await asyncio.to_thread(open_body, self.keys, tenant, group, body, sealed)
         # A client that disconnects must not cut the work short between the
         # writes produce and the control append, nor release the group's lock
         # while a produce is still running in its thread: run it as its own task.
-        task = asyncio.ensure_future(self._accept_locked(tenant, group, body))
+        task = asyncio.ensure_future(self._accept_locked(tenant, group, body, sealed_range))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         return await asyncio.shield(task)
 
-    async def _accept_locked(self, tenant: str, group: str, body: bytes) -> tuple[int, Plan]:
+    async def _accept_locked(self, tenant: str, group: str, body: bytes,
+                             sealed_range: tuple[int, int] | None) -> tuple[int, Plan]:
         st = self._tenants[tenant]
         async with self._group_locks.setdefault((tenant, group), asyncio.Lock()):
             gs = st.groups[group]  # re-read under the lock: a previous batch may have advanced it
-            plan = await asyncio.to_thread(plan_batch, body, gs)
+            plan = await asyncio.to_thread(plan_batch, body, gs, sealed_range)
             if plan.data is None:
                 return gs.acked_through, plan
             t0 = time.perf_counter()
@@ -165,6 +175,8 @@ class IngestService:
             new = gs.acked(plan.last_seq, plan.last_timestamp_ns)
             await self._append_control(tenant, new, acked_event(new))
             st.put(new)
+            if self.usage is not None:
+                self.usage.batch_acked(tenant, group, plan.first_seq, plan.last_seq, plan.payload_bytes)
             return new.acked_through, plan
 
     async def _append_control(self, tenant: str, state: GroupState, event: dict) -> None:
@@ -177,5 +189,7 @@ class IngestService:
             self.metrics.produce_seconds.labels("control").observe(time.perf_counter() - t0)
 
     def close(self) -> None:
+        if self.usage is not None:
+            self.usage.close()
         for log_ in (self.writes, self.control):
             log_.close()

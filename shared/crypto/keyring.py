@@ -31,6 +31,11 @@ def _aad(bucket: str) -> bytes:
     return b"dialback-data-key\x00" + bucket.encode()
 
 
+def transport_entry(tenant: str) -> str:
+    """Keyring entry of a tenant's transport key (":" never occurs in bucket names)."""
+    return "transport:" + tenant
+
+
 def load_master_key(path: str | Path) -> bytes:
     raw = Path(path).read_bytes().strip()
     try:
@@ -51,6 +56,14 @@ def write_master_key(path: str | Path) -> None:
     os.chmod(p, 0o600)
 
 
+def ensure_master_key(home: str | Path) -> Path:
+    """``home/master.key`` (0600), generated when missing and never overwritten; returns its path."""
+    path = Path(home) / "master.key"
+    if not path.exists():
+        write_master_key(path)
+    return path
+
+
 class Keyring:
     def __init__(self, master_key: bytes, path: str | Path | None = None) -> None:
         if len(master_key) != 32:
@@ -60,6 +73,7 @@ class Keyring:
         self._wrapped: dict[str, str] = {}
         self._cache: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
         if self._path and self._path.exists():
             self._wrapped = json.loads(self._path.read_text())["wrapped"]
 
@@ -95,6 +109,40 @@ class Keyring:
             self._cache[bucket] = key
             return key
 
+    def find(self, name: str) -> bytes | None:
+        """The existing key of entry ``name`` or None; never creates one.
+
+        Re-reads the keyring file when it changed (an entry added by another
+        process, e.g. `dialback tenant create`, is seen without a restart).
+        """
+        with self._lock:
+            if name in self._cache:
+                return self._cache[name]
+            self._reload_if_changed()
+            blob = self._wrapped.get(name)
+            if blob is None:
+                return None
+            key = self._unwrap(name, blob)
+            self._cache[name] = key
+            return key
+
+    def verify(self) -> int:
+        """Unwrap every entry (KeyringError if one does not); returns how many."""
+        with self._lock:
+            return len([self._unwrap(b, w) for b, w in self._wrapped.items()])
+
+    def _reload_if_changed(self) -> None:
+        if not self._path:
+            return
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            return
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self._stamp:
+            self._wrapped = json.loads(self._path.read_text())["wrapped"]
+            self._stamp = stamp
+
     def rotate_master(self, new_master_key: bytes) -> int:
         """Re-wrap every data key under ``new_master_key``; returns how many."""
         new = AESGCM(new_master_key)
@@ -113,4 +161,6 @@ class Keyring:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump({"version": 1, "wrapped": self._wrapped}, f)
+            f.flush()
+            os.fsync(f.fileno())  # rotate-master renames the new master key only after this is durable
         os.replace(tmp, self._path)

@@ -14,12 +14,16 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from shared.crypto.transport import OVERHEAD, SEALED_CONTENT_TYPE, TransportError, open_sealed
 from shared.frames import FrameError, MAX_BATCH_BYTES, Record, decode_batch
 
 
 class FakeIngest:
-    def __init__(self, token: str = "secret-token"):
+    def __init__(self, token: str = "secret-token", sealing: tuple[str, bytes] | None = None):
+        """``sealing``: (tenant, transport key); when given, only sealed batches are taken (like real ingest)."""
         self.token = token
+        self.sealing = sealing
+        self.sealed_batches = 0
         self.groups: dict[str, dict] = {}
         self.records: dict[str, list[Record]] = {}
         self.acked: dict[str, int] = {}
@@ -53,8 +57,17 @@ class FakeIngest:
             if self.fail_status:
                 raise HTTPException(self.fail_status, "injected failure")
             body = await request.body()
-            if len(body) > MAX_BATCH_BYTES:
+            sealed = request.headers.get("content-type") == SEALED_CONTENT_TYPE
+            if len(body) > MAX_BATCH_BYTES + (OVERHEAD if sealed else 0):
                 raise HTTPException(413, "batch too large")
+            if self.sealing is not None:
+                if not sealed:
+                    raise HTTPException(400, "plaintext refused")
+                try:
+                    body, _, _ = open_sealed(self.sealing[1], self.sealing[0], group, body)
+                except TransportError as err:
+                    raise HTTPException(400, str(err)) from err
+                self.sealed_batches += 1
             try:
                 recs = decode_batch(body)
             except FrameError as err:

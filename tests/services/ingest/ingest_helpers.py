@@ -11,6 +11,7 @@ from services.ingest.app import create_app
 from services.ingest.bus.memory import MemoryBroker, MemoryControlLog, MemoryWritesLog
 from services.ingest.config import IngestSettings
 from shared.auth import TenantAuth
+from shared.crypto.transport import SEALED_CONTENT_TYPE, seal
 from shared.frames import Kind, Record, data_record, encode_batch
 
 BATCH = "application/x-dialback-batch"
@@ -69,3 +70,13 @@ def register(client: TestClient, tenants: Tenants, tenant: str, group: str, volu
 def post(client: TestClient, tenants: Tenants, tenant: str, group: str, body: bytes):
     return client.post(f"/v1/groups/{group}/batches", content=body,
                        headers=tenants.headers(tenant, **{"Content-Type": BATCH}))
+
+
+def sealed(key: bytes, tenant: str, group: str, first: int, last: int, **kw) -> bytes:
+    """batch(first, last) sealed for (tenant, group) under ``key``."""
+    return seal(key, tenant, group, first, last, batch(first, last, **kw))
+
+
+def post_sealed(client: TestClient, tenants: Tenants, tenant: str, group: str, body: bytes):
+    return client.post(f"/v1/groups/{group}/batches", content=body,
+                       headers=tenants.headers(tenant, **{"Content-Type": SEALED_CONTENT_TYPE}))

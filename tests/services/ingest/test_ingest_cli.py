@@ -6,7 +6,9 @@ import typer
 from typer.testing import CliRunner
 
 from services.ingest.cli import register
-from shared.auth import TenantAuth
+from shared.auth import TenantAuth, read_tenants
+from shared.credentials import read_credentials
+from shared.crypto.keyring import Keyring, ensure_master_key, load_master_key, transport_entry
 
 
 def make_app() -> typer.Typer:
@@ -17,6 +19,8 @@ def make_app() -> typer.Typer:
 
 def test_create_prints_token_once_and_list_shows_names(tmp_path, monkeypatch):
     path = tmp_path / "tenants.json"
+    monkeypatch.chdir(tmp_path)  # credentials files land in the working directory by default
+    monkeypatch.delenv("DIALBACK_MASTER_KEY_FILE", raising=False)
     monkeypatch.setenv("DIALBACK_TENANTS_FILE", str(path))
     runner = CliRunner()
     app = make_app()
@@ -24,6 +28,8 @@ def test_create_prints_token_once_and_list_shows_names(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     token = r.stdout.strip().splitlines()[-1]
     assert TenantAuth(path).authenticate(token) == "acme"
+    assert "unencrypted" in r.output  # no master key: the operator is told
+    assert read_credentials(tmp_path / "acme.credentials.json").transport_key is None
     again = runner.invoke(app, ["tenant", "create", "acme"])
     assert again.exit_code == 1 and "already exists" in again.output
     bad = runner.invoke(app, ["tenant", "create", "Not_Valid"])
@@ -37,3 +43,25 @@ def test_create_prints_token_once_and_list_shows_names(tmp_path, monkeypatch):
 def test_serve_ingest_is_registered():
     r = CliRunner().invoke(make_app(), ["serve-ingest", "--help"])
     assert r.exit_code == 0 and "127.0.0.1" in r.output
+
+
+def test_create_with_master_key_writes_credentials_with_transport_key(tmp_path, monkeypatch):
+    path = tmp_path / "tenants.json"
+    master = ensure_master_key(tmp_path)
+    monkeypatch.setenv("DIALBACK_MASTER_KEY_FILE", str(master))
+    monkeypatch.delenv("DIALBACK_KEYRING_FILE", raising=False)
+    creds_path = tmp_path / "out" / "acme.json"
+    r = CliRunner().invoke(make_app(), ["tenant", "create", "acme", "--tenants-file", str(path),
+                                        "--credentials", str(creds_path)])
+    assert r.exit_code == 0, r.output
+    creds = read_credentials(creds_path)
+    assert creds.token == r.stdout.strip().splitlines()[-1]
+    ring = Keyring(load_master_key(master), tmp_path / "keyring.json")
+    assert ring.find(transport_entry("acme")) == creds.transport_key
+    assert creds.transport_key.hex() not in r.output
+    assert creds.transport_key not in (tmp_path / "keyring.json").read_bytes()
+    # an existing credentials file is refused before the tenant is created
+    again = CliRunner().invoke(make_app(), ["tenant", "create", "globex", "--tenants-file", str(path),
+                                            "--credentials", str(creds_path)])
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert sorted(read_tenants(path)) == ["acme"]
