@@ -101,6 +101,10 @@ def _print_points(p: dict, as_json: bool) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from services.recovery.export_cli import register as register_exports
+
+    register_exports(app)
+
     @app.command("points")
     def points(group: str, recovery: RecoveryUrl = None, token: Token = None, direct: Direct = False,
                tenant: Tenant = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
