@@ -170,14 +170,13 @@ class ExportRegistry:
         return exp
 
     def _plan(self, tenant: str, group: str, volume: str, at: At | None) -> Plan:
-        if at is None:  # latest: resolved from the timeline, then planned like an explicit sequence
-            j = self.rec._group(tenant, group)
-            j.check_volumes(volume)
-            if j.latest is None:
-                at = At.of(sequence=1)  # refused by the planner with its own message
-            else:
-                at = At.of(sequence=j.latest.sequence)
-        return self.rec.plan(tenant, group, volume, at)
+        if at is not None:
+            return self.rec.plan(tenant, group, volume, at)
+        # latest: the end of the timeline, resolved like an explicit sequence (one timeline read)
+        j = self.rec._group(tenant, group)
+        volumes = j.check_volumes(volume)
+        point = j.resolve(At.of(sequence=j.latest.sequence if j.latest else 1), self.rec.store)
+        return Plan(j, point, volumes, j.base_for(point), tenant)
 
     def list(self, tenant: str, group: str | None = None) -> list[Export]:
         with self._lock:

@@ -23,7 +23,7 @@ class CountingStore(MemoryObjectStore):
 
     def get_range(self, bucket, key, offset, length):
         self.ranges.append((key, length))
-        return super().get_range(bucket, key, offset, length)
+        return MemoryObjectStore.get(self, bucket, key)[offset: offset + length]
 
 
 def test_points_from_bases_read_exact(tmp_path):
