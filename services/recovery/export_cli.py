@@ -25,7 +25,7 @@ def _row(t: Table, e: dict) -> None:
 def _table(title: str) -> Table:
     t = Table(title=title)
     for c in ("id", "volume", "sequence", "point (UTC)", "mode", "NBD URI"):
-        t.add_column(c, justify="right" if c == "sequence" else "left")
+        t.add_column(c, justify="right" if c == "sequence" else "left", overflow="fold")
     return t
 
 
