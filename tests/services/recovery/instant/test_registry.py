@@ -75,3 +75,20 @@ def test_failure_after_lease_leaves_nothing(tmp_path):
     assert reg.list("acme") == [] and lease_keys(store, sim.bucket) == []
     assert list((tmp_path / "work").glob("dialback-overlay-*")) == []
     reg.close_all()
+
+
+def test_export_limit_refuses_before_leasing(tmp_path):
+    from services.recovery.instant.registry import TooManyExports
+
+    store = MemoryObjectStore()
+    sim = history(store, "acme")
+    reg = ExportRegistry(Recovery(store, work_dir=tmp_path), max_exports=1)
+    try:
+        first = reg.create("acme", GROUP, "disk0", None, "read-only")
+        with pytest.raises(TooManyExports) as err:
+            reg.create("acme", GROUP, "disk1", None, "read-only")
+        assert err.value.status == 503 and "stop one" in str(err.value)
+        assert len(lease_keys(store, sim.bucket)) == 1 and [e.id for e in reg.list("acme")] == [first.id]
+    finally:
+        reg.close_all()
+    assert lease_keys(store, sim.bucket) == []
