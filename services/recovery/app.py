@@ -21,6 +21,7 @@ from services.recovery.service import Recovery
 from services.recovery.usage import ImageUsage
 from shared.journal import JournalError
 from shared.objectstore import ObjectStore, ObjectStoreError
+from shared.objectstore.cached import CachedObjectStore
 
 
 def create_app(store: ObjectStore, auth: Authenticator, settings: RecoverySettings | None = None,
@@ -32,7 +33,11 @@ def create_app(store: ObjectStore, auth: Authenticator, settings: RecoverySettin
         emitter = UsageEmitter(settings.kafka_bootstrap, "/dialback/recovery")
     usage = ImageUsage(emitter)
     recovery = Recovery(store, settings.bucket_prefix, settings.work_path(), settings.recovery_prefetch, usage=usage)
-    exports = ExportRegistry(recovery, usage, lease_ttl_s=settings.export_lease_ttl,
+    # Exports plan twice (before and under their lease) and are asked for repeatedly: their planner reads
+    # timeline entries and base documents through a cache of those immutable objects.
+    cached = Recovery(CachedObjectStore(store), settings.bucket_prefix, settings.work_path(),
+                      settings.recovery_prefetch, usage=usage)
+    exports = ExportRegistry(cached, usage, lease_ttl_s=settings.export_lease_ttl,
                              usage_interval=settings.recovery_usage_interval, max_exports=settings.export_max,
                              work_dir=str(settings.work_path()))
 
