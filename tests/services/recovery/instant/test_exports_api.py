@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from agent.nbd.client import connect
+from agent.nbd.protocol import TFLAG_READ_ONLY
+
 from shared.objectstore.memory import MemoryObjectStore
 from shared.usage import Meter
 from tests.services.recovery.instant.history import GROUP, VOLUMES, history, lease_keys, make_client, nbd_sha256, sha
@@ -57,6 +60,8 @@ def test_export_read_list_delete(api):
     e = r.json()
     assert e["uri"] == f"nbd://127.0.0.1:{e['port']}/disk1" and e["mode"] == "read-only"
     assert nbd_sha256(e["port"], "disk1", VOLUMES["disk1"]) == sha(sim.reference(e["sequence"])["disk1"])
+    with connect("127.0.0.1", e["port"], "disk1") as c:
+        assert c.flags & TFLAG_READ_ONLY, "a read-only export is announced read-only"
     assert len(lease_keys(store, sim.bucket)) == 1
     # Another tenant neither sees nor stops it.
     assert client.get(f"/v1/groups/{GROUP}/exports", headers=h["other"]).json()["exports"] == []
