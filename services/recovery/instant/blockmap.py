@@ -12,8 +12,11 @@ that record's payload sits inside its segment object, so a later read can
 from __future__ import annotations
 
 import bisect
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+import crc32c
 
 from services.recovery.coverage import Coverage
 from services.recovery.planner import GroupJournal, Point
@@ -23,6 +26,30 @@ from shared.journal import JournalError, iter_segment_batches
 from shared.frames import FrameError
 
 _LEN_PREFIX = 4
+_FIXED = struct.Struct("<QQQIBBI")  # sequence, timestamp, offset, length, kind, codec, payload length
+_CRC = struct.Struct("<I")
+
+
+def record_payload(blob: bytes | memoryview, e: "Extent") -> memoryview:
+    """The stored payload of the record ``e`` maps, from its encoding; checks the CRC and that it is that record.
+
+    Range reads skip the segment-level checks, and a segment could in principle be rewritten with another
+    layout (two writers during a rebalance): a mismatch is a JournalError (EIO), never wrong bytes.
+    """
+    mv = memoryview(blob)
+    try:
+        vlen = mv[0]
+        seq, _ts, offset, length, _kind, codec, plen = _FIXED.unpack_from(mv, 1 + vlen)
+        fixed_end = 1 + vlen + _FIXED.size
+        (crc,) = _CRC.unpack_from(mv, fixed_end)
+        payload = mv[fixed_end + _CRC.size: fixed_end + _CRC.size + plen]
+    except (IndexError, struct.error) as err:
+        raise JournalError(f"{e.segment}: record at {e.pos} is truncated") from err
+    if (seq, offset, length, codec) != (e.sequence, e.rec_offset, e.rec_length, e.codec) or len(payload) != plen \
+            or crc32c.crc32c(payload, crc32c.crc32c(mv[:fixed_end])) != crc:
+        raise JournalError(f"{e.segment}: record at {e.pos} is not record {e.sequence} as mapped (segment "
+                           "rewritten or corrupt); close and re-create the export")
+    return payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +59,12 @@ class Extent:
     start: int
     end: int
     segment: str | None
-    pos: int = 0          # byte position of the stored payload inside the segment object
-    stored: int = 0       # stored payload length
+    pos: int = 0          # byte position of the encoded record inside the segment object
+    stored: int = 0       # encoded record size (header, CRC and payload)
     codec: int = 0
     rec_offset: int = 0   # device offset of the record's first byte
     rec_length: int = 0
+    sequence: int = 0
 
 
 @dataclass
@@ -72,7 +100,7 @@ class BlockMap:
 
 
 def scan_segment(buf: bytes, where: str) -> list[tuple[Record, int]]:
-    """Every record of a segment (CRC-checked) with the byte position of its payload in the segment."""
+    """Every record of a segment (CRC-checked) with the byte position of its encoding in the segment."""
     out, pos = [], 0
     for batch in iter_segment_batches(buf, where):
         start = pos + _LEN_PREFIX
@@ -84,7 +112,7 @@ def scan_segment(buf: bytes, where: str) -> list[tuple[Record, int]]:
         rpos = start + HEADER_SIZE
         for rec in records:
             n = record_size(rec)
-            out.append((rec, rpos + n - len(rec.payload)))
+            out.append((rec, rpos))
             rpos += n
     return out
 
@@ -122,8 +150,8 @@ def build(store, journal: GroupJournal, point: Point, volume: str, base: Base | 
                 raise JournalError(f"{e.segment}: record {rec.sequence} writes past the end of {volume}")
             for a, b in cover.claim(rec.offset, rec.offset + rec.length):
                 if rec.kind == Kind.DATA:
-                    bmap.extents.append(Extent(a, b, e.segment, pos, len(rec.payload), int(rec.codec),
-                                               rec.offset, rec.length))
+                    bmap.extents.append(Extent(a, b, e.segment, pos, record_size(rec), int(rec.codec),
+                                               rec.offset, rec.length, rec.sequence))
                 else:  # ZEROES / TRIM hide the base: a journal extent reading zeroes
                     bmap.extents.append(Extent(a, b, "", 0, 0, int(Codec.RAW), a, 0))
     if expected != floor:

@@ -10,16 +10,19 @@ into a small LRU. Thread-safe: the NBD server runs one thread per connection.
 from __future__ import annotations
 
 import errno
+import logging
 import threading
 from collections import OrderedDict
 
 import zstandard
 
-from services.recovery.instant.blockmap import BlockMap, Extent
+from services.recovery.instant.blockmap import BlockMap, Extent, record_payload
 from shared import bases as B
+from shared.errors import DialbackError
 from shared.frames import Codec
 from shared.journal import JournalError
 
+log = logging.getLogger(__name__)
 MERGE_GAP = 256 << 10
 
 
@@ -63,9 +66,10 @@ class PointBackend:
         self.range_gets = 0
 
     # -- journal payloads ----------------------------------------------------
-    def _decode(self, e: Extent, stored: bytes) -> bytes:
+    def _decode(self, e: Extent, encoded: bytes) -> bytes:
+        stored = record_payload(encoded, e)
         if e.codec != Codec.ZSTD:
-            return stored
+            return bytes(stored)
         data = zstandard.ZstdDecompressor().decompress(stored, max_output_size=e.rec_length)
         if len(data) != e.rec_length:
             raise JournalError(f"{e.segment}: payload at {e.pos} decompresses to {len(data)} bytes, "
@@ -123,6 +127,13 @@ class PointBackend:
 
     # -- ExportBackend -------------------------------------------------------
     def read(self, offset: int, length: int) -> bytes:
+        try:
+            return self._read(offset, length)
+        except DialbackError as err:  # the client gets EIO for this request; the connection stays up
+            log.error("instant-access read %d+%d of %s failed: %s", offset, length, self.name, err)
+            raise OSError(errno.EIO, str(err)) from err
+
+    def _read(self, offset: int, length: int) -> bytes:
         buf = bytearray(length)
         parts = self.map.lookup(offset, length)
         payloads = self._load([e for e in parts if e.segment])

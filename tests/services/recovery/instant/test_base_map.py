@@ -68,3 +68,23 @@ def test_reads_fetch_payload_ranges_not_segments(tmp_path):
     before = len(store.ranges)
     be.read(e.start, min(4096, e.end - e.start))
     assert len(store.ranges) == before, "the decoded payload cache was not used"
+
+
+def test_segment_rewritten_under_the_map_reads_eio_never_wrong_bytes(tmp_path):
+    import errno
+
+    import pytest
+
+    store = MemoryObjectStore()
+    history(store, "acme")
+    rec = Recovery(store, work_dir=tmp_path)
+    plan = rec.plan("acme", GROUP, "disk0", At.of(sequence=rec.points("acme", GROUP)["latest"]["sequence"]))
+    bmap = build(store, plan.journal, plan.point, "disk0", plan.base)
+    e = max(bmap.extents, key=lambda x: x.end - x.start)
+    body = bytearray(store.get(plan.journal.bucket, e.segment))
+    body[e.pos + e.stored - 1] ^= 0xFF  # the record's last payload byte
+    store.put(plan.journal.bucket, e.segment, bytes(body))
+    be = PointBackend(store, plan.journal.bucket, bmap)
+    with pytest.raises(OSError) as err:
+        be.read(e.start, e.end - e.start)
+    assert err.value.errno == errno.EIO and "not record" in str(err.value)
