@@ -61,5 +61,8 @@ class OverlayBackend:
         os.fsync(self.fd)
 
     def close(self) -> None:
+        """Delete the overlay file, then close the point backend below."""
         os.close(self.fd)
         os.unlink(self.path)
+        if hasattr(self.base, "close"):
+            self.base.close()

@@ -13,6 +13,7 @@ import errno
 import logging
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import zstandard
 
@@ -56,7 +57,7 @@ class PointBackend:
     read_only = True
 
     def __init__(self, store, bucket: str, bmap: BlockMap, name: str | None = None,
-                 cache_bytes: int = 64 << 20, base_chunks: int = 16) -> None:
+                 cache_bytes: int = 64 << 20, base_chunks: int = 16, readahead: int = 4) -> None:
         self.store, self.bucket, self.map = store, bucket, bmap
         self.name = name or bmap.volume
         self.size = bmap.size
@@ -64,6 +65,11 @@ class PointBackend:
         chunk = bmap.base.chunk_size if bmap.base is not None else 1 << 20
         self._chunks = _Lru(base_chunks * chunk)
         self.range_gets = 0
+        self.readahead = readahead
+        self._lock = threading.Lock()
+        self._inflight: dict[int, Future] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
 
     # -- journal payloads ----------------------------------------------------
     def _decode(self, e: Extent, encoded: bytes) -> bytes:
@@ -109,6 +115,40 @@ class PointBackend:
         return got
 
     # -- base chunks ---------------------------------------------------------
+    def _chunk(self, i: int) -> bytes:
+        data = self._chunks.get(i)
+        if data is not None:
+            return data
+        with self._lock:
+            fut = self._inflight.get(i)
+        if fut is not None:
+            return fut.result()
+        data = B.read_volume_chunk(self.store, self.bucket, self.map.base, self.map.volume, i)
+        self._chunks.put(i, data)
+        return data
+
+    def _fetch_chunk(self, i: int) -> bytes:
+        try:
+            data = B.read_volume_chunk(self.store, self.bucket, self.map.base, self.map.volume, i)
+            self._chunks.put(i, data)
+            return data
+        finally:
+            with self._lock:
+                self._inflight.pop(i, None)
+
+    def _read_ahead(self, first: int, end: int) -> None:
+        """Fetch the next chunks in the background (a sequential reader finds them decoded)."""
+        vc = self.map.base.volumes[self.map.volume]
+        with self._lock:
+            if self._closed:
+                return
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="export-readahead")
+            for i in range(first, min(end, len(vc.chunks))):
+                if vc.chunks[i] is None or i in self._inflight or self._chunks.get(i) is not None:
+                    continue
+                self._inflight[i] = self._pool.submit(self._fetch_chunk, i)
+
     def _base_bytes(self, a: int, b: int, out: bytearray, offset: int) -> None:
         base = self.map.base
         if base is None:
@@ -117,10 +157,8 @@ class PointBackend:
         pos = a
         while pos < b:
             i = pos // c
-            data = self._chunks.get(i)
-            if data is None:
-                data = B.read_volume_chunk(self.store, self.bucket, base, self.map.volume, i)
-                self._chunks.put(i, data)
+            data = self._chunk(i)
+            self._read_ahead(i + 1, i + 1 + self.readahead)
             lo, hi = pos - i * c, min(b, (i + 1) * c) - i * c
             out[pos - offset: pos - offset + hi - lo] = data[lo:hi]
             pos += hi - lo
@@ -160,4 +198,7 @@ class PointBackend:
         pass
 
     def close(self) -> None:
-        pass
+        with self._lock:
+            self._closed, pool = True, self._pool
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
