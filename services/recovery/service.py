@@ -114,6 +114,8 @@ class Recovery:
         raise OutOfRange(f"group {plan.journal.group!r} changed under three attempts to plan "
                          f"{plan.point.sequence} (garbage collection running?); retry")
 
+    _leased = leased  # the name used before instant access needed it outside this class
+
     def _synth(self, plan: Plan, outputs: dict[str, Path], progress: Progress | None) -> SynthStats:
         lease, plan = self.leased(plan)
         with lease:
