@@ -6,6 +6,7 @@ is open keeps what it reads (its lease); refused requests leave no export and no
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 
@@ -104,4 +105,31 @@ def test_bad_requests_refused_on_minio(env):
     assert client.post(URL, json={"volume": "disk0", "latest": True},
                        headers={"Authorization": "Bearer not-a-token"}).status_code == 401
     assert client.get(URL, headers=h).json()["exports"] == []
+    assert lease_keys(store, sim.bucket) == []
+
+
+def test_real_nbd_clients_read_the_export(env):
+    """nbdinfo sees a read-only export of the right size; nbdcopy copies exactly the point's bytes."""
+    import hashlib
+    import shutil
+    import subprocess
+
+    from tests.servers import unavailable
+
+    client, h, store, sim, tmp_path = env
+    for tool in ("nbdinfo", "nbdcopy"):
+        if shutil.which(tool) is None:
+            unavailable(tool, FileNotFoundError(f"{tool} not on PATH (apt-get install libnbd-bin)"))
+    e = client.post(URL, json={"volume": "disk0", "latest": True}, headers=h).json()
+    try:
+        info = subprocess.run(["nbdinfo", "--json", e["uri"]], capture_output=True, text=True, timeout=30)
+        assert info.returncode == 0, info.stderr
+        doc = json.loads(info.stdout)["exports"][0]
+        assert doc["is_read_only"] is True and doc["export-size"] == VOLUMES["disk0"]
+        out = tmp_path / "copy.img"
+        cp = subprocess.run(["nbdcopy", e["uri"], str(out)], capture_output=True, text=True, timeout=120)
+        assert cp.returncode == 0, cp.stderr
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == sha(sim.reference(e["sequence"])["disk0"])
+    finally:
+        client.delete(f"{URL}/{e['id']}", headers=h)
     assert lease_keys(store, sim.bucket) == []
