@@ -92,3 +92,32 @@ def test_export_limit_refuses_before_leasing(tmp_path):
     finally:
         reg.close_all()
     assert lease_keys(store, sim.bucket) == []
+
+
+def test_lease_renewed_while_open_so_gc_keeps_what_the_export_reads(tmp_path):
+    """An export open for longer than its lease's TTL still holds a live lease when GC runs."""
+    import time
+
+    from services.retention.policy import HOUR_NS
+
+    from tests.services.recovery.instant.history import POLICY, retain
+
+    store = MemoryObjectStore()
+    sim = history(store, "acme")
+    reg = ExportRegistry(Recovery(store, work_dir=tmp_path), lease_ttl_s=0.6)  # renewed every 0.2 s
+    try:
+        exp = reg.create("acme", GROUP, "disk0", At.of(timestamp_ns=POLICY.floor_ns(sim.now) + HOUR_NS // 2),
+                         "read-only")
+        first_expiry = exp.lease.expires_ns
+        time.sleep(1.5)  # 2.5 TTLs
+        assert exp.lease.expires_ns > first_expiry
+        assert [i.holder for i in leases.live_leases(store, sim.bucket, GROUP)] == [f"nbd-export:{exp.id}"]
+        sim.advance(sim.now + 3 * HOUR_NS, mean_gap_ns=5 * 60 * 10**9)
+        res = retain(store, sim)  # the export's journal is outside the window now
+        assert any("journal after" in k for k in res.gc.kept_for_leases), res.gc
+        with connect("127.0.0.1", exp.port, "disk0") as c:
+            assert sha(c.pread(VOLUMES["disk0"], 0)) == sha(sim.reference(exp.sequence)["disk0"])
+    finally:
+        reg.close_all()
+    assert lease_keys(store, sim.bucket) == []
+    assert retain(store, sim).gc.segments_deleted > 0
