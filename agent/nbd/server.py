@@ -32,6 +32,11 @@ _MAX_DISCARD = 64 << 20
 _MAX_OPTION = 1 << 16
 
 
+def _flags(export) -> int:
+    """Transmission flags; an export whose backend says ``read_only`` is announced read-only."""
+    return TRANSMISSION_FLAGS | (p.TFLAG_READ_ONLY if getattr(export, "read_only", False) else 0)
+
+
 class ExportBackend(Protocol):
     """What the server needs from an export. Methods raise OSError on failure."""
 
@@ -144,7 +149,7 @@ class NbdServer:
                 export = self._lookup(data.decode(errors="replace"))
                 if export is None:
                     raise _Abort()  # the protocol has no error reply for this option
-                conn.sendall(struct.pack(">QH", export.size, TRANSMISSION_FLAGS) + (b"" if no_zeroes else bytes(124)))
+                conn.sendall(struct.pack(">QH", export.size, _flags(export)) + (b"" if no_zeroes else bytes(124)))
                 return export
             if opt == p.OPT_ABORT:
                 conn.sendall(_reply(opt, p.REP_ACK))
@@ -185,7 +190,7 @@ class NbdServer:
         if export is None:
             out.append(_reply(opt, p.REP_ERR_UNKNOWN, f"no export named {name!r}".encode()))
             return None
-        out.append(_reply(opt, p.REP_INFO, p.EXPORT_INFO.pack(p.INFO_EXPORT, export.size, TRANSMISSION_FLAGS)))
+        out.append(_reply(opt, p.REP_INFO, p.EXPORT_INFO.pack(p.INFO_EXPORT, export.size, _flags(export))))
         # Our minimum is 1, so advertising sizes unasked is allowed by the spec.
         out.append(_reply(opt, p.REP_INFO,
                           p.BLOCK_SIZE_INFO.pack(p.INFO_BLOCK_SIZE, p.MIN_BLOCK, p.PREFERRED_BLOCK, p.MAX_BLOCK)))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -9,20 +12,51 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.recovery import metrics
 from services.recovery.api.deps import Authenticator
+from services.recovery.api.exports import router as exports_router
 from services.recovery.api.routes import router
 from services.recovery.config import RecoverySettings
 from services.recovery.errors import RecoveryError
+from services.recovery.instant.registry import ExportRegistry
 from services.recovery.service import Recovery
+from services.recovery.usage import ImageUsage
 from shared.journal import JournalError
 from shared.objectstore import ObjectStore, ObjectStoreError
+from shared.objectstore.cached import CachedObjectStore
 
 
-def create_app(store: ObjectStore, auth: Authenticator, settings: RecoverySettings | None = None) -> FastAPI:
+def create_app(store: ObjectStore, auth: Authenticator, settings: RecoverySettings | None = None,
+               emitter=None) -> FastAPI:
+    """``emitter``: where usage events go (default: Kafka when DIALBACK_RECOVERY_USAGE is true, else nowhere)."""
     settings = settings or RecoverySettings()
-    app = FastAPI(title="Dialback recovery", version="1")
-    app.state.recovery = Recovery(store, settings.bucket_prefix, settings.work_path(), settings.recovery_prefetch)
+    if emitter is None and settings.recovery_usage:
+        from shared.usage import UsageEmitter
+        emitter = UsageEmitter(settings.kafka_bootstrap, "/dialback/recovery")
+    usage = ImageUsage(emitter)
+    recovery = Recovery(store, settings.bucket_prefix, settings.work_path(), settings.recovery_prefetch, usage=usage)
+    # Exports plan twice (before and under their lease) and are asked for repeatedly: their planner reads
+    # timeline entries and base documents through a cache of those immutable objects.
+    cached = Recovery(CachedObjectStore(store), settings.bucket_prefix, settings.work_path(),
+                      settings.recovery_prefetch, usage=usage)
+    exports = ExportRegistry(cached, usage, lease_ttl_s=settings.export_lease_ttl,
+                             usage_interval=settings.recovery_usage_interval, max_exports=settings.export_max,
+                             work_dir=str(settings.work_path()))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        # Exports live in this process: close them (leases released, overlays deleted, time billed).
+        exports.close_all()
+        try:
+            usage.flush()
+        except Exception as exc:  # the events stay queued nowhere: say so, do not hang the shutdown
+            logging.getLogger(__name__).error("usage events not delivered at shutdown: %s", exc)
+
+    app = FastAPI(title="Dialback recovery", version="1", lifespan=lifespan)
+    app.state.recovery = recovery
+    app.state.exports = exports
     app.state.auth = auth
     app.include_router(router)
+    app.include_router(exports_router)
 
     @app.exception_handler(RecoveryError)
     async def recovery_error(request: Request, exc: RecoveryError) -> JSONResponse:

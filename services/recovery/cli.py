@@ -101,9 +101,11 @@ def _print_points(p: dict, as_json: bool) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from services.recovery.export_cli import register as register_exports
     from services.recovery.verify_cli import register as register_verify
 
     register_verify(app)
+    register_exports(app)
 
     @app.command("points")
     def points(group: str, recovery: RecoveryUrl = None, token: Token = None, direct: Direct = False,

@@ -16,6 +16,11 @@ class RecoverySettings(CommonSettings):
     recovery_prefetch: int = Field(4, ge=1, le=32, description="segments fetched ahead while applying")
     tenants_file: Path | None = Field(None, description="default $DIALBACK_HOME/tenants.json")
     home: Path = Field(default_factory=default_home)
+    recovery_usage: bool = Field(False, description="emit usage events (recovery.image_bytes, "
+                                 "instant_access.seconds) to Kafka at DIALBACK_KAFKA_BOOTSTRAP")
+    recovery_usage_interval: float = Field(3600.0, gt=0, description="bill open exports at least this often (s)")
+    export_lease_ttl: float = Field(600.0, gt=0, description="TTL of an export's lease; renewed at a third of it")
+    export_max: int = Field(16, ge=1, le=1024, description="exports open at once on this recovery service")
 
     def tenants_path(self) -> Path:
         return self.tenants_file or self.home / "tenants.json"

@@ -22,6 +22,7 @@ from services.recovery.planner import At, GroupJournal, Point, load_group
 from shared import keys, leases
 from shared.bases import Base
 from services.recovery.synth import Progress, SynthStats, synthesize
+from services.recovery.usage import ImageUsage
 from services.recovery.upload import check_target_key, upload_file
 from shared.objectstore import ObjectStore
 from shared.tenancy import check_volume, tenant_bucket
@@ -33,6 +34,7 @@ class Plan:
     point: Point
     volumes: list[str]
     base: Base | None = None
+    tenant: str = ""
 
     @property
     def base_seq(self) -> int:
@@ -53,8 +55,9 @@ class Result:
 
 class Recovery:
     def __init__(self, store: ObjectStore, bucket_prefix: str = "dialback-", work_dir: Path | None = None,
-                 prefetch: int = 4, lease_ttl_s: float = 3600.0) -> None:
+                 prefetch: int = 4, lease_ttl_s: float = 3600.0, usage: ImageUsage | None = None) -> None:
         self.lease_ttl_s = lease_ttl_s
+        self.usage = usage or ImageUsage(None)
         self.store = store
         self.bucket_prefix = bucket_prefix
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
@@ -103,17 +106,18 @@ class Recovery:
         j = self._group(tenant, group)
         volumes = j.check_volumes(volume)
         point = j.resolve(at, self.store)
-        return Plan(j, point, volumes, j.base_for(point))
+        return Plan(j, point, volumes, j.base_for(point), tenant)
 
-    def _leased(self, plan: Plan) -> tuple[leases.Lease, Plan]:
+    def leased(self, plan: Plan, holder: str = "recovery", ttl_s: float | None = None) -> tuple[leases.Lease, Plan]:
         """Lease the plan's base and journal, then plan again so GC cannot have removed what we read."""
         for _ in range(3):
             lease = leases.acquire(self.store, plan.journal.bucket, plan.journal.group, plan.base_seq,
-                                   plan.base_seq, self.lease_ttl_s, holder="recovery")
+                                   plan.base_seq, ttl_s or self.lease_ttl_s, holder=holder)
             try:
                 j = load_group(self.store, plan.journal.bucket, plan.journal.group)
                 point = j.resolve(At.of(sequence=plan.point.sequence), self.store)
-                again = Plan(j, Point(point.sequence, plan.point.timestamp_ns), plan.volumes, j.base_for(point))
+                again = Plan(j, Point(point.sequence, plan.point.timestamp_ns), plan.volumes, j.base_for(point),
+                             plan.tenant)
             except BaseException:
                 lease.release()
                 raise
@@ -124,10 +128,15 @@ class Recovery:
         raise OutOfRange(f"group {plan.journal.group!r} changed under three attempts to plan "
                          f"{plan.point.sequence} (garbage collection running?); retry")
 
+    _leased = leased  # the name used before instant access needed it outside this class
+
     def _synth(self, plan: Plan, outputs: dict[str, Path], progress: Progress | None) -> SynthStats:
-        lease, plan = self._leased(plan)
+        lease, plan = self.leased(plan)
         with lease:
-            return synthesize(self.store, plan.journal, plan.point, outputs, self.prefetch, progress, plan.base)
+            stats = synthesize(self.store, plan.journal, plan.point, outputs, self.prefetch, progress, plan.base)
+        for v in outputs:
+            self.usage.image_built(plan.tenant, plan.journal.group, v, plan.point.sequence, plan.journal.volumes[v])
+        return stats
 
     def to_files(self, plan: Plan, outputs: dict[str, Path], progress: Progress | None = None) -> Result:
         """Write images to local paths atomically (temporary name, then rename)."""

@@ -12,8 +12,13 @@ from shared.objectstore.memory import MemoryObjectStore
 
 
 @pytest.fixture(params=["memory", pytest.param("minio", marks=pytest.mark.integration),
-                        "encrypted-memory", pytest.param("encrypted-minio", marks=pytest.mark.integration)])
+                        "encrypted-memory", pytest.param("encrypted-minio", marks=pytest.mark.integration),
+                        "cached-memory"])
 def store(request, tmp_path) -> ObjectStore:
+    if request.param == "cached-memory":
+        # the read cache for immutable documents must honour the same contract
+        from shared.objectstore.cached import CachedObjectStore
+        return CachedObjectStore(MemoryObjectStore(), cacheable=lambda key: True)
     if request.param.endswith("memory"):
         inner = MemoryObjectStore()
     else:

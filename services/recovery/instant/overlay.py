@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 
 BLOCK = 4096
 
@@ -23,6 +24,9 @@ class OverlayBackend:
         self.fd = fd
         os.ftruncate(fd, self.size)
         self.dirty = bytearray((self.size + BLOCK - 1) // BLOCK)
+        # Clients may write over several connections (the server offers multi-conn): a partial-block
+        # read-modify-write must not race another write into the same block.
+        self._lock = threading.Lock()
 
     def _block(self, i: int) -> bytes:
         n = min(BLOCK, self.size - i * BLOCK)
@@ -43,13 +47,20 @@ class OverlayBackend:
         return bytes(out)
 
     def write(self, offset: int, data: bytes) -> None:
+        with self._lock:
+            self._write(offset, data)
+
+    def _write(self, offset: int, data: bytes) -> None:
+        # Fill partial blocks, write, and only then mark dirty: a concurrent reader sees old or new bytes.
         end = offset + len(data)
-        for i in range(offset // BLOCK, (end + BLOCK - 1) // BLOCK):
+        blocks = range(offset // BLOCK, (end + BLOCK - 1) // BLOCK)
+        for i in blocks:
             a, b = max(offset, i * BLOCK), min(end, (i + 1) * BLOCK)
             if not self.dirty[i] and (b - a) < min(BLOCK, self.size - i * BLOCK):
                 os.pwrite(self.fd, self._block(i), i * BLOCK)
-            self.dirty[i] = 1
         os.pwrite(self.fd, bytes(data), offset)
+        for i in blocks:
+            self.dirty[i] = 1
 
     def trim(self, offset: int, length: int) -> None:
         self.zeroes(offset, length, True)
@@ -61,5 +72,8 @@ class OverlayBackend:
         os.fsync(self.fd)
 
     def close(self) -> None:
+        """Delete the overlay file, then close the point backend below."""
         os.close(self.fd)
         os.unlink(self.path)
+        if hasattr(self.base, "close"):
+            self.base.close()

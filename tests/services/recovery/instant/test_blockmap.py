@@ -9,7 +9,8 @@ import pytest
 
 from agent.nbd.client import NbdRequestError, connect
 from agent.nbd.server import NbdServer
-from services.recovery.instant.blockmap import PointBackend, build
+from services.recovery.instant.blockmap import build
+from services.recovery.instant.reader import PointBackend
 from services.recovery.planner import At
 from services.recovery.service import Recovery
 from tests.services.recovery.journal_builder import reference
@@ -24,7 +25,7 @@ def test_nbd_reads_match_reference(tmp_path, seed):
     for n in sorted({sync, last, random.Random(seed).randrange(sync, last)}):
         plan = rec.plan("acme", "g1", "all", At.of(sequence=n))
         want = reference(VOLS, recs, n)
-        exports = {v: PointBackend(store, plan.journal.bucket, build(store, plan.journal, plan.point, v), name=v)
+        exports = {v: PointBackend(store, plan.journal.bucket, build(store, plan.journal, plan.point, v, plan.base), name=v)
                    for v in VOLS}
         srv = NbdServer(exports, port=0)
         port = srv.start_sync()
@@ -49,7 +50,7 @@ def test_writable_overlay_leaves_store_unchanged(tmp_path):
     plan = rec.plan("acme", "g1", "disk0", At.of(sequence=recs[-1].sequence))
     want = reference(VOLS, recs, plan.point.sequence)["disk0"]
     before = {o.key: store.get(plan.journal.bucket, o.key) for o in store.list(plan.journal.bucket, "")}
-    base = PointBackend(store, plan.journal.bucket, build(store, plan.journal, plan.point, "disk0"), name="disk0")
+    base = PointBackend(store, plan.journal.bucket, build(store, plan.journal, plan.point, "disk0", plan.base), name="disk0")
     ov = OverlayBackend(base, str(tmp_path))
     srv = NbdServer({"disk0": ov}, port=0)
     port = srv.start_sync()
@@ -68,5 +69,5 @@ def test_writable_overlay_leaves_store_unchanged(tmp_path):
     assert not os.path.exists(ov.path)
     after = {o.key: store.get(plan.journal.bucket, o.key) for o in store.list(plan.journal.bucket, "")}
     assert after == before
-    fresh = PointBackend(store, plan.journal.bucket, build(store, plan.journal, plan.point, "disk0"), name="disk0")
+    fresh = PointBackend(store, plan.journal.bucket, build(store, plan.journal, plan.point, "disk0", plan.base), name="disk0")
     assert fresh.read(0, VOLS["disk0"]) == want
