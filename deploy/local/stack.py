@@ -68,6 +68,9 @@ class Stack:
             "DIALBACK_S3_ENDPOINT": f"127.0.0.1:{MINIO_PORT}",
             "DIALBACK_S3_ACCESS_KEY": c["s3_access_key"],
             "DIALBACK_S3_SECRET_KEY": c["s3_secret_key"],
+            # every service meters into dialback.usage (ingest does whenever it has Kafka)
+            "DIALBACK_RETENTION_USAGE": "true",
+            "DIALBACK_RECOVERY_USAGE": "true",
         }
 
     def provision(self, echo=print) -> None:
@@ -83,8 +86,17 @@ class Stack:
             echo(f"starting {name} …")
             srv.start()
         env = self.env()
+        self.create_shared_topics(env)
         (self.home / "stack.env").write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
         return env
+
+    @staticmethod
+    def create_shared_topics(env: dict[str, str]) -> None:
+        """Topic auto-creation is off: make the shared usage/billing topics before any service emits."""
+        from services.metering.config import MeteringSettings
+        from services.metering.runner import ensure_metering_topics
+
+        ensure_metering_topics(MeteringSettings(kafka_bootstrap=env["DIALBACK_KAFKA_BOOTSTRAP"]))
 
     def down(self, echo=print) -> None:
         for srv in (self.minio(), self.kafka()):
