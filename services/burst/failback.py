@@ -55,8 +55,9 @@ def file_digest(path: Path, algo: str = "sha256", chunk: int = 8 << 20) -> str:
 
 class Failback:
     def __init__(self, store: ObjectStore, bucket_prefix: str = "dialback-", poll: float = 0.5,
-                 drain_timeout: float = DRAIN_TIMEOUT) -> None:
+                 drain_timeout: float = DRAIN_TIMEOUT, http: httpx.Client | None = None) -> None:
         self.store, self.bucket_prefix, self.poll, self.drain_timeout = store, bucket_prefix, poll, drain_timeout
+        self.http = http or httpx.Client(timeout=60)  # talks to the reverse tap's control API
 
     # -- request -----------------------------------------------------------------------------
     def check(self, st, reverse_group: str, target: str, agent_url: str) -> None:
@@ -83,21 +84,23 @@ class Failback:
 
     # -- steps -------------------------------------------------------------------------------
     def run(self, engine, st):
-        fb = st.failback
-        target = Path(fb["target"])
-        if "baseline" not in fb:
+        target = Path(st.failback["target"])
+        if "baseline" not in st.failback:
             image = next(iter(st.images.values()))
             md5 = file_digest(target, "md5")
             if md5 != image["checksum"]:
                 raise ProvisionFailed(f"the original disk {target} changed since the failover point (md5 {md5}, "
                                       f"failover image {image['checksum']}); restore it to that point, then retry")
             st = engine.append(st, "BaselineVerified", md5=md5)
+        fb = st.failback
         if "cutover_sequence" not in fb:
             seq = self._cutover(fb["agent_url"], fb["reverse_group"], f"failback-{st.id}-{fb['attempt']}")
             st = engine.append(st, "CutoverBookmarked", sequence=seq)
+        fb = st.failback
         if "drained" not in fb:
             self._drain(st.tenant, fb["reverse_group"], fb["cutover_sequence"])
             st = engine.append(st, "ChangesDrained", sequence=fb["cutover_sequence"])
+        fb = st.failback
         if "applied" not in fb:
             t0 = time.monotonic()
             records, written = self._apply(st.tenant, fb["reverse_group"], fb["reverse_volume"],
@@ -105,19 +108,20 @@ class Failback:
             st = engine.append(st, "ChangesApplied", records=records, bytes=written,
                                seconds=round(time.monotonic() - t0, 3))
         digest = file_digest(target)
-        if fb.get("expect_sha256") and digest != fb["expect_sha256"]:
+        expect = st.failback.get("expect_sha256")
+        if expect and digest != expect:
             raise ProvisionFailed(f"after applying the changes the original disk's sha256 is {digest}, expected "
-                                  f"{fb['expect_sha256']}; the disk was not cut over (retry failback)")
+                                  f"{expect}; the disk was not cut over (retry failback)")
         return engine.append(st, "FailbackVerified", sha256=digest)
 
     def _cutover(self, agent_url: str, group: str, name: str) -> int:
-        r = httpx.post(f"{agent_url}/v1/bookmarks", json={"group": group, "name": name}, timeout=60)
+        r = self.http.post(f"{agent_url}/v1/bookmarks", json={"group": group, "name": name})
         if r.status_code != 200:
             raise ProvisionFailed(f"the reverse tap refused the cut-over bookmark ({r.status_code}): {r.text}")
         seq = r.json()["sequence"]
         deadline = time.monotonic() + self.drain_timeout
         while time.monotonic() < deadline:
-            g = httpx.get(f"{agent_url}/status", timeout=10).json()["groups"][group]
+            g = self.http.get(f"{agent_url}/status").json()["groups"][group]
             if g["acked_through"] >= seq:
                 return seq
             time.sleep(self.poll)

@@ -72,7 +72,7 @@ def test_images_equal_the_reference_at_bookmark_sequence_timestamp_and_latest(jo
     ("g1", "disk9", "latest", "disk9"),
     ("g1", "disk0", "b9", "no bookmark"),
     ("g1", "disk0", "seq:99", "outside the recoverable range"),
-    ("g1", "disk0", "seq:5", "initial sync"),
+    ("g1", "disk0", "seq:5", "recoverable range [17, 98]"),
     ("g1", "disk0", "seq:x", "not a whole number"),
     ("g1", "disk0", "ts:yesterday", "ISO-8601"),
     ("g1", "disk0", "when:1", "use latest"),
@@ -94,7 +94,8 @@ def test_refused_point_creates_nothing_in_the_cloud(journal, tmp_path):
     with pytest.raises(UnknownPoint):
         engine.submit(OperationSpec(id="dr-1", tenant="acme", kind="drtest", group="g1", volume="disk0",
                                     point="b9"))
-    assert not any(provider.res[k] for k in provider.res)
+    assert not [r for kind in provider.res.values() for r in kind.values() if r["tags"]]
+    assert not provider.calls, "no cloud call before the point is known to exist"
     assert not engine.events.exists("acme", "dr-1")
 
 
