@@ -152,7 +152,7 @@ def cleanup(op_id: str, tenant: str = TENANT, wait: bool = WAIT) -> None:
 def failback(op_id: str, reverse_group: str = typer.Option(..., help="group of the tap on the cloud disk"),
              target: Path = typer.Option(..., help="the original site's disk (file or device)"),
              agent_url: str = typer.Option(..., help="control URL of the reverse tap"),
-             reverse_volume: str = typer.Option(None, help="volume name in the reverse group (default: same)"),
+             reverse_volume: str = typer.Option(None, help="volume name in the reverse group (default: VOLUME-back)"),
              expect_sha256: str = typer.Option(None, help="cloud disk digest at the cut-over, checked at the end"),
              tenant: str = TENANT, wait: bool = WAIT) -> None:
     """Bring failover OP home: cut over, ship only the cloud's changes onto TARGET, verify, clean up."""

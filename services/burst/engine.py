@@ -116,8 +116,8 @@ class Engine:
             return st  # the same request again
         self.failback.check(st, reverse_group, target, agent_url)
         return self.append(st, "FailbackRequested", reverse_group=reverse_group, target=str(target),
-                           reverse_volume=reverse_volume or st.spec.volume, agent_url=agent_url.rstrip("/"),
-                           expect_sha256=expect_sha256)
+                           reverse_volume=reverse_volume or f"{st.spec.volume}-back",
+                           agent_url=agent_url.rstrip("/"), expect_sha256=expect_sha256)
 
     # -- driving -----------------------------------------------------------------------------
     def drive(self, tenant: str, op_id: str) -> OperationState:

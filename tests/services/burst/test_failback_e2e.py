@@ -39,7 +39,7 @@ SIZE = 32 << 20
 def _writes(agent, rng: random.Random, count: int) -> int:
     """Random incompressible writes; returns the bytes written."""
     total = 0
-    with connect("127.0.0.1", agent.nbd_port, "d0") as c:
+    with connect("127.0.0.1", agent.nbd_port, next(iter(agent.volumes))) as c:
         for _ in range(count):
             n = rng.choice([4096, 16384, 65536])
             c.pwrite(rng.randbytes(n), rng.randrange(0, (SIZE - n) // 4096) * 4096)
@@ -85,7 +85,7 @@ def test_failback_ships_only_the_cloud_changes_and_the_home_disk_ends_equal(pipe
                                                    stream=True).iter_content(1 << 20):
                 f.write(chunk)
         assert sha256_file(cloud) == sha256_file(home)
-        cloud_tap = pipeline.start_agent("fb-back", {"d0": cloud}, extra={"DIALBACK_AGENT_BASELINE": "true"})
+        cloud_tap = pipeline.start_agent("fb-back", {"d0-back": cloud}, extra={"DIALBACK_AGENT_BASELINE": "true"})
         cloud_tap.wait_shipped(timeout=120)
         baseline_shipped = cloud_tap.group_status()["shipped_bytes"]
         written = _writes(cloud_tap, random.Random(22), 120)

@@ -53,19 +53,19 @@ def world(tmp_path):
     shutil.copy(base, original)
     shutil.copy(base, cloud)
     # The reverse journal: the baseline's initial-sync bookmark, 40 writes, a zeroed range, the cut-over.
-    recs = [bookmark("disk0", 1, 1, INITIAL_SYNC_BOOKMARK)]
+    recs = [bookmark("disk0-back", 1, 1, INITIAL_SYNC_BOOKMARK)]  # a volume has one group: "-back"
     with open(cloud, "r+b") as f:
         for seq in range(2, 42):
             off, data = rng.randrange(0, SIZE // 4096) * 4096, rng.randbytes(rng.choice([512, 4096, 8192]))
-            recs.append(data_record("disk0", seq, seq, off, data))
+            recs.append(data_record("disk0-back", seq, seq, off, data))
             f.seek(off)
             f.write(data)
-        recs.append(Record("disk0", 42, 42, 65536, 65536, Kind.ZEROES))
+        recs.append(Record("disk0-back", 42, 42, 65536, 65536, Kind.ZEROES))
         f.seek(65536)
         f.write(bytes(65536))
-    recs.append(bookmark("disk0", CUT, CUT, "failback-cut"))
+    recs.append(bookmark("disk0-back", CUT, CUT, "failback-cut"))
     store = MemoryObjectStore()
-    write_journal(store, "acme", "g1-back", {"disk0": SIZE}, recs, per_batch=4, per_segment=2)
+    write_journal(store, "acme", "g1-back", {"disk0-back": SIZE}, recs, per_batch=4, per_segment=2)
     http, calls = _tap(CUT)
     engine = Engine(EventLog(tmp_path / "ev"), MemoryProvider(), FileImageSource(tmp_path / "images"),
                     BurstUsage(MemoryEmitter("/dialback/burst")))

@@ -19,7 +19,7 @@ class FailbackBody(BaseModel):
     reverse_group: str = Field(description="group of the tap protecting the cloud disk (started with --baseline)")
     target: str = Field(description="path of the original site's disk the changes are applied to")
     agent_url: str = Field(description="control URL of the reverse tap, for the cut-over bookmark")
-    reverse_volume: str | None = Field(None, description="the volume's name in the reverse group (default: same)")
+    reverse_volume: str | None = Field(None, description="the volume's name in the reverse group (default: <volume>-back)")
     expect_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
                                       description="digest of the cloud disk at the cut-over, checked at the end")
 
