@@ -144,3 +144,17 @@ def test_latest_is_pinned_once_and_a_resumed_operation_boots_that_point(journal,
 def write_journal_tail(store, recs) -> None:
     """Rewrite the whole journal (deterministic keys: the old segments are overwritten, new ones added)."""
     write_journal(store, "acme", "g1", VOLS, recs, per_batch=5, per_segment=3)
+
+
+class Unreachable(MemoryProvider):
+    def flavors(self):
+        raise AssertionError("the cloud was called before the point was checked")
+
+
+def test_an_impossible_point_is_refused_before_the_first_cloud_call(journal, tmp_path):
+    store, _ = journal
+    engine = Engine(EventLog(tmp_path / "ev"), Unreachable(), RecoveryImageSource(store, tmp_path / "work"),
+                    BurstUsage(MemoryEmitter("/dialback/burst")))
+    with pytest.raises(UnknownPoint, match="outside the recoverable range"):
+        engine.submit(OperationSpec(id="fo-2", tenant="acme", kind="failover", group="g1", volume="disk0",
+                                    point="seq:500"))
