@@ -18,10 +18,10 @@ from pathlib import Path
 from services.burst import points
 from services.burst.errors import UnknownPoint
 from services.recovery.errors import RecoveryError
-from services.recovery.planner import At, Point
+from services.recovery.planner import At, Point, load_group
 from services.recovery.service import Plan, Recovery
 from shared.objectstore import ObjectStore
-from shared.tenancy import check_tenant, check_volume
+from shared.tenancy import check_tenant, check_volume, tenant_bucket
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -44,7 +44,8 @@ class RecoveryImageSource:
             raise UnknownPoint(f"cannot boot {group}/{volume} at {point!r}: {err}") from err
 
     def _latest(self, tenant: str, group: str) -> Point:
-        latest = self.recovery._group(tenant, group).latest
+        bucket = tenant_bucket(tenant, self.recovery.bucket_prefix)
+        latest = load_group(self.recovery.store, bucket, check_volume(group)).latest
         if latest is None:
             raise UnknownPoint(f"group {group!r} has no recoverable point yet: the initial sync has not "
                                "completed; wait for it, then retry")
