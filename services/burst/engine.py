@@ -10,6 +10,7 @@ resource tagged with the operation is deleted.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import defaultdict
@@ -30,6 +31,7 @@ log = logging.getLogger("dialback.burst")
 
 
 BOOT_ATTEMPTS = 2
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class Cancelled(Exception):
@@ -202,7 +204,9 @@ class Engine:
                 t0 = self.clock()
                 path = self.images.materialize(st.tenant, srv.group, srv.volume, st.points[key])
                 t1 = self.clock()
-                info = self.provider.ensure_image(f"dialback-{st.id}-{srv.group}-{srv.volume}-{srv.point}",
+                # Glance reads "name=a:b" as a filter operator: points such as seq:N are spelled seq-N here
+                point_name = _SAFE.sub("-", srv.point)
+                info = self.provider.ensure_image(f"dialback-{st.id}-{srv.group}-{srv.volume}-{point_name}",
                                                   path, self.tags(st))
                 st = self.append(st, "ImageUploaded", key=key, id=info.id, checksum=info.checksum,
                                  size=info.size, seconds=self.clock() - t1, materialize_seconds=t1 - t0,
