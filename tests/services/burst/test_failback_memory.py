@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import random
 import shutil
+import time
 
 import httpx
 import pytest
@@ -160,3 +161,53 @@ def test_failback_events_are_only_legal_from_a_running_failover():
     assert st.failback["baseline"] == "m", "a retry on the same target keeps the verified baseline"
     apply(st, {"type": "FailbackVerified", "time": 0, "sha256": "h"})
     assert st.status == "cleaning"
+
+
+class Crash(BaseException):
+    """A process death: not caught by the engine's failure handling."""
+
+
+def test_a_crash_mid_failback_resumes_where_the_events_say(world, monkeypatch):
+    engine, original, cloud, calls = world
+    engine.request_failback("acme", "fo-1", "g1-back", str(original), "http://tap")
+    real_apply = engine.failback._apply
+
+    def die(*a, **kw):
+        raise Crash()
+
+    monkeypatch.setattr(engine.failback, "_apply", die)
+    with pytest.raises(Crash):
+        engine.drive("acme", "fo-1")
+    st = engine.state("acme", "fo-1")
+    assert st.status == "failing_back" and st.failback["cutover_sequence"] == CUT and st.failback["drained"]
+    assert ("acme", "fo-1") in engine.due(), "the ticker drives an unfinished failback"
+    monkeypatch.setattr(engine.failback, "_apply", real_apply)
+    assert engine.drive("acme", "fo-1").status == "cleaned"
+    assert _sha(original) == _sha(cloud)
+    assert calls.count(("POST", "/v1/bookmarks")) == 1, "the cut-over is not taken twice"
+
+
+def test_failback_over_http(world):
+    from fastapi.testclient import TestClient
+
+    from services.burst.app import create_app
+    from services.burst.config import BurstSettings
+
+    engine, original, cloud, _ = world
+    with TestClient(create_app(BurstSettings(burst_tick_seconds=0.1), engine=engine)) as client:
+        bad = client.post("/v1/tenants/acme/operations/fo-1/failback",
+                          json={"reverse_group": "g1-back", "target": str(original), "agent_url": "http://tap",
+                                "expect_sha256": "not-a-digest"})
+        assert bad.status_code == 422
+        r = client.post("/v1/tenants/acme/operations/fo-1/failback",
+                        json={"reverse_group": "g1-back", "target": str(original), "agent_url": "http://tap",
+                              "expect_sha256": _sha(cloud)})
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            st = client.get("/v1/tenants/acme/operations/fo-1").json()
+            if st["status"] in ("cleaned", "running"):
+                break
+            time.sleep(0.05)
+    assert st["status"] == "cleaned", st["error"]
+    assert st["failback"]["sha256"] == _sha(cloud) == _sha(original)
