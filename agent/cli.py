@@ -34,6 +34,8 @@ def protect(
     control_port: int = typer.Option(7450, help="control API port on 127.0.0.1"),
     bandwidth: Optional[int] = typer.Option(None, help="shipping limit in bytes/s"),
     spool_limit: Optional[int] = typer.Option(None, help="spool overflow threshold in bytes"),
+    baseline: bool = typer.Option(False, help="the disks equal a point Dialback holds (failback of a "
+                                              "failover): no initial copy, ship only new writes"),
 ) -> None:
     """Protect volumes: register, sync, serve them over NBD and ship every write (foreground)."""
     from agent.config import AgentSettings
@@ -47,7 +49,7 @@ def protect(
             raise ValueError("give --credentials FILE (from `dialback tenant create`) or --token")
         settings = AgentSettings(ingest=ingest, token=token, credentials_file=credentials, group=group,
                                  volumes=",".join(volume), spool_dir=spool, nbd_port=nbd_port,
-                                 control_port=control_port, bandwidth=bandwidth, **extra)
+                                 control_port=control_port, bandwidth=bandwidth, baseline=baseline, **extra)
     except (ValidationError, ValueError) as err:
         console.print(f"[red]invalid settings:[/red] {err}")
         raise typer.Exit(2) from err

@@ -53,6 +53,9 @@ class AgentSettings(CommonSettings):
     segment_bytes: int = 64 << 20
     writeback_bytes: int = Field(8 << 20, description="start disk writeback after this many bytes (0: off)")
     backoff_cap_seconds: float = 10.0
+    baseline: bool = Field(False, description="the disks already equal a point Dialback holds (a failover "
+                                              "image, for failback): skip the initial full copy, ship only "
+                                              "writes from now on")
 
     @field_validator("group")
     @classmethod

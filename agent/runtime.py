@@ -63,7 +63,9 @@ class Agent:
         disks = {name: Disk(name, path) for name, path in volumes.items()}
         spool = Spool(s.spool_dir / s.group, segment_bytes=s.segment_bytes)
         group = Group(s.group, disks, spool, s.spool_limit_bytes, s.low_water, s.writeback_bytes)
-        if group.state.initial_sync_complete:
+        if group.state.initial_sync_complete or s.baseline:
+            # With a known baseline the syncer finds nothing to copy and only records the
+            # initial-sync bookmark: the journal then holds just the writes made from now on.
             group.sync_progress = {v: d.size for v, d in disks.items()}
         self.groups[s.group] = group
         self.shippers[s.group] = Shipper(group, s.ingest, token, s.bandwidth, transport=self.transport,

@@ -24,10 +24,24 @@ def build_engine(settings: BurstSettings, provider: Provider | None = None, imag
     if emitter is None and settings.burst_usage:
         from shared.usage import UsageEmitter
         emitter = UsageEmitter(settings.kafka_bootstrap, "/dialback/burst")
-    return Engine(EventLog(settings.burst_state_dir), provider, images or FileImageSource(settings.burst_images_dir),
-                  BurstUsage(emitter), prod_network=settings.burst_prod_network,
-                  drtest_cidr=settings.burst_drtest_cidr, default_flavor=settings.burst_default_flavor,
-                  boot_timeout=settings.burst_boot_timeout, usage_interval=settings.burst_usage_interval)
+    engine = Engine(EventLog(settings.burst_state_dir), provider, images or image_source(settings),
+                    BurstUsage(emitter), prod_network=settings.burst_prod_network,
+                    drtest_cidr=settings.burst_drtest_cidr, default_flavor=settings.burst_default_flavor,
+                    boot_timeout=settings.burst_boot_timeout, usage_interval=settings.burst_usage_interval)
+    if settings.has_object_store():
+        from services.burst.failback import Failback
+        from shared.objectstore.factory import store_from_settings
+        engine.failback = Failback(store_from_settings(settings), settings.bucket_prefix)
+    return engine
+
+
+def image_source(settings: BurstSettings) -> ImageSource:
+    """Recovery images from MinIO when the service has object-store settings, else files (tests, demos)."""
+    if settings.image_source_kind() == "files":
+        return FileImageSource(settings.burst_images_dir)
+    from services.burst.recovery_images import RecoveryImageSource
+    from shared.objectstore.factory import store_from_settings
+    return RecoveryImageSource(store_from_settings(settings), settings.burst_work_dir, settings.bucket_prefix)
 
 
 def create_app(settings: BurstSettings | None = None, engine: Engine | None = None) -> FastAPI:

@@ -148,6 +148,21 @@ def cleanup(op_id: str, tenant: str = TENANT, wait: bool = WAIT) -> None:
         _follow(tenant, op_id, {"cleaned", "failed"})
 
 
+@burst_app.command()
+def failback(op_id: str, reverse_group: str = typer.Option(..., help="group of the tap on the cloud disk"),
+             target: Path = typer.Option(..., help="the original site's disk (file or device)"),
+             agent_url: str = typer.Option(..., help="control URL of the reverse tap"),
+             reverse_volume: str = typer.Option(None, help="volume name in the reverse group (default: VOLUME-back)"),
+             expect_sha256: str = typer.Option(None, help="cloud disk digest at the cut-over, checked at the end"),
+             tenant: str = TENANT, wait: bool = WAIT) -> None:
+    """Bring failover OP home: cut over, ship only the cloud's changes onto TARGET, verify, clean up."""
+    _call("POST", f"/v1/tenants/{tenant}/operations/{op_id}/failback",
+          json={"reverse_group": reverse_group, "target": str(target.resolve()), "agent_url": agent_url,
+                "reverse_volume": reverse_volume, "expect_sha256": expect_sha256})
+    if wait:
+        _follow(tenant, op_id, {"running", "cleaned", "failed"})
+
+
 def serve_burst() -> None:
     """Serve the burst API (DIALBACK_BURST_HOST/PORT; OpenStack from DIALBACK_OS_*)."""
     from services.burst.__main__ import main

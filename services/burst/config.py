@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
@@ -14,8 +15,13 @@ class BurstSettings(CommonSettings):
     burst_port: int = 8106
     burst_state_dir: Path = Field(default_factory=lambda: default_home() / "burst",
                                   description="event logs of operations")
+    burst_image_source: Literal["auto", "recovery", "files"] = Field(
+        "auto", description="recovery: synthesize images from MinIO; files: BURST_IMAGES_DIR; auto: recovery "
+                            "when DIALBACK_S3_ENDPOINT is set and BURST_IMAGES_DIR is not")
     burst_images_dir: Path = Field(default_factory=lambda: default_home() / "burst" / "images",
-                                   description="raw images for FileImageSource (until recovery is wired)")
+                                   description="raw images for FileImageSource (tests, demos)")
+    burst_work_dir: Path = Field(default_factory=lambda: default_home() / "burst" / "work",
+                                 description="where recovery images are built before upload (then deleted)")
     burst_default_flavor: str | None = Field(None, description="else: the smallest flavor that fits the image")
     burst_prod_network: str = "dialback-prod"
     burst_drtest_cidr: str = "10.252.0.0/24"
@@ -31,3 +37,12 @@ class BurstSettings(CommonSettings):
     os_region_name: str = "RegionOne"
     os_user_domain_name: str = "Default"
     os_project_domain_name: str = "Default"
+
+    def has_object_store(self) -> bool:
+        return "s3_endpoint" in self.model_fields_set
+
+    def image_source_kind(self) -> str:
+        if self.burst_image_source != "auto":
+            return self.burst_image_source
+        explicit_files = "burst_images_dir" in self.model_fields_set
+        return "recovery" if self.has_object_store() and not explicit_files else "files"

@@ -10,6 +10,7 @@ resource tagged with the operation is deleted.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import defaultdict
@@ -19,7 +20,7 @@ from services.burst.cleanup import cleanup
 from services.burst.errors import BurstError, Conflict, InvalidRequest, NotFound, ProvisionFailed
 from services.burst.events import EventLog
 from services.burst.hooks import run_hook
-from services.burst.images import ImageSource
+from services.burst.images import ImageSource, release, resolve
 from services.burst.machine import IllegalTransition, OperationState, apply, fold
 from services.burst.model import Kind, OperationSpec
 from services.burst.provider.base import Provider, Resource
@@ -30,6 +31,7 @@ log = logging.getLogger("dialback.burst")
 
 
 BOOT_ATTEMPTS = 2
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class Cancelled(Exception):
@@ -45,6 +47,7 @@ class Engine:
         self.events, self.provider, self.images, self.usage = events, provider, images, usage
         self.prod_network, self.drtest_cidr, self.default_flavor = prod_network, drtest_cidr, default_flavor
         self.boot_timeout, self.usage_interval, self.clock, self.sleep = boot_timeout, usage_interval, clock, sleep
+        self.failback = None  # failback.Failback, when the service can read the journals (object store)
         self._append_lock = threading.Lock()
         self._drive_locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 
@@ -104,6 +107,20 @@ class Engine:
                         [st.spec.server_for(0)] * grow, self.default_flavor)
         return self.append(st, "ScaleRequested", count=count)
 
+    def request_failback(self, tenant: str, op_id: str, reverse_group: str, target: str, agent_url: str,
+                         reverse_volume: str | None = None, expect_sha256: str | None = None) -> OperationState:
+        """Start bringing a running failover home (failback.py); checked fully before anything is touched."""
+        if self.failback is None:
+            raise InvalidRequest("this burst service has no object-store settings, so it cannot read the "
+                                 "reverse journal; set DIALBACK_S3_ENDPOINT (and credentials) and restart it")
+        st = self.state(tenant, op_id)
+        if st.status == "failing_back" and st.failback.get("reverse_group") == reverse_group:
+            return st  # the same request again
+        self.failback.check(st, reverse_group, target, agent_url)
+        return self.append(st, "FailbackRequested", reverse_group=reverse_group, target=str(target),
+                           reverse_volume=reverse_volume or f"{st.spec.volume}-back",
+                           agent_url=agent_url.rstrip("/"), expect_sha256=expect_sha256)
+
     # -- driving -----------------------------------------------------------------------------
     def drive(self, tenant: str, op_id: str) -> OperationState:
         """Move the operation forward to a resting state (running, cleaned or failed)."""
@@ -119,6 +136,16 @@ class Engine:
                     st = self.state(tenant, op_id)
                     if st.status in ("provisioning", "scaling", "requested"):
                         st = self.append(st, "OperationFailed", error=_message(err))
+            if st.status == "failing_back":
+                try:
+                    st = self.failback.run(self, st)
+                except Cancelled:
+                    st = self.state(tenant, op_id)
+                except Exception as err:  # noqa: BLE001 - the failover keeps running; the user may retry
+                    log.warning("failback of %s/%s failed: %s", tenant, op_id, err)
+                    st = self.state(tenant, op_id)
+                    if st.status == "failing_back":
+                        st = self.append(st, "FailbackFailed", error=_message(err))
             if st.status in ("cleaning", "rolling_back"):
                 st = cleanup(self, st)
             return st
@@ -171,13 +198,20 @@ class Engine:
                 continue
             key = f"{srv.group}/{srv.volume}@{srv.point}"
             if key not in st.images:
+                if key not in st.points:  # pinned once: a resumed operation boots the same point
+                    pinned = resolve(self.images, st.tenant, srv.group, srv.volume, srv.point)
+                    st = self.append(st, "PointResolved", key=key, point=pinned)
                 t0 = self.clock()
-                path = self.images.materialize(st.tenant, srv.group, srv.volume, srv.point)
+                path = self.images.materialize(st.tenant, srv.group, srv.volume, st.points[key])
                 t1 = self.clock()
-                info = self.provider.ensure_image(f"dialback-{st.id}-{srv.group}-{srv.volume}-{srv.point}",
+                # Glance reads "name=a:b" as a filter operator: points such as seq:N are spelled seq-N here
+                point_name = _SAFE.sub("-", srv.point)
+                info = self.provider.ensure_image(f"dialback-{st.id}-{srv.group}-{srv.volume}-{point_name}",
                                                   path, self.tags(st))
                 st = self.append(st, "ImageUploaded", key=key, id=info.id, checksum=info.checksum,
-                                 size=info.size, seconds=self.clock() - t1, materialize_seconds=t1 - t0)
+                                 size=info.size, seconds=self.clock() - t1, materialize_seconds=t1 - t0,
+                                 point=st.points[key])
+                release(self.images, path)
             image = st.images[key]
             t_api = self.clock()
             flavors = flavors or self.provider.flavors()

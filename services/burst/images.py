@@ -2,7 +2,10 @@
 
 `materialize` returns a raw image file of the volume at the point. A source
 may also offer `validate` (cheap, no image built) so that an impossible point
-is refused before any cloud resource is made. `FileImageSource` serves files
+is refused before any cloud resource is made, `resolve` (pin "latest" to a
+concrete point, recorded once per operation) and `release` (the uploaded
+image's file may go). `RecoveryImageSource` (recovery_images.py) is the
+real one. `FileImageSource` serves files
 laid out as <root>/<tenant>/<group>/<volume>/<point>.raw (tests, demos).
 """
 
@@ -24,6 +27,19 @@ def validate(source: ImageSource, tenant: str, group: str, volume: str, point: s
     check = getattr(source, "validate", None)
     if callable(check):
         check(tenant, group, volume, point)
+
+
+def resolve(source: ImageSource, tenant: str, group: str, volume: str, point: str) -> str:
+    """A name for the same bytes forever ("latest" pinned); sources without `resolve` keep the name."""
+    pin = getattr(source, "resolve", None)
+    return pin(tenant, group, volume, point) if callable(pin) else point
+
+
+def release(source: ImageSource, path: Path) -> None:
+    """Tell the source the image was uploaded and its file is no longer needed."""
+    done = getattr(source, "release", None)
+    if callable(done):
+        done(path)
 
 
 class FileImageSource:
@@ -51,6 +67,9 @@ class FileImageSource:
             raise UnknownPoint(f"recovery point {point!r} does not exist for {group}/{volume}; "
                                f"known points: {', '.join(known[-5:])} (or use 'latest')")
         return self._dir(tenant, group, volume) / f"{point}.raw"
+
+    def resolve(self, tenant: str, group: str, volume: str, point: str) -> str:
+        return self._resolve(tenant, group, volume, point).stem
 
     def materialize(self, tenant: str, group: str, volume: str, point: str) -> Path:
         return self._resolve(tenant, group, volume, point)

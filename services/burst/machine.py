@@ -1,7 +1,8 @@
 """The operation state machine: an operation's state is the fold of its events.
 
     requested -> provisioning -> running -> cleaning -> cleaned
-                      |             \\-> scaling -> running
+                      |             |\\-> scaling -> running
+                      |             \\-> failing_back -> cleaning (or back to running on failure)
                       \\-> rolling_back -> failed
 
 `apply` refuses an event the current state does not allow (a bug, or a
@@ -21,6 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "OperationRequested": {"new"},
     "ProvisioningStarted": {"requested", "provisioning"},
     "NetworkCreated": {"provisioning", "scaling"},
+    "PointResolved": {"provisioning", "scaling"},
     "ImageUploaded": {"provisioning", "scaling"},
     "PortCreated": {"provisioning", "scaling"},
     "ServerCreated": {"provisioning", "scaling"},
@@ -31,9 +33,17 @@ ALLOWED: dict[str, set[str]] = {
     "OperationRunning": {"provisioning", "scaling"},
     "ScaleRequested": {"running", "scaling"},
     "ServerDeleted": {"scaling", "cleaning", "rolling_back"},
-    "UsageEmitted": {"running", "scaling", "cleaning", "rolling_back"},
+    "UsageEmitted": {"running", "scaling", "failing_back", "cleaning", "rolling_back"},
     "OperationFailed": {"requested", "provisioning", "scaling"},
-    "CleanupRequested": {"requested", "provisioning", "running", "scaling", "cleaning"},
+    "CleanupRequested": {"requested", "provisioning", "running", "scaling", "failing_back", "cleaning"},
+    # failback (failback.py): running -> failing_back -> (FailbackVerified) cleaning, or back to running
+    "FailbackRequested": {"running"},
+    "BaselineVerified": {"failing_back"},
+    "CutoverBookmarked": {"failing_back"},
+    "ChangesDrained": {"failing_back"},
+    "ChangesApplied": {"failing_back"},
+    "FailbackVerified": {"failing_back"},
+    "FailbackFailed": {"failing_back"},
     "ResourceDeleted": {"cleaning", "rolling_back"},
     "OperationCleaned": {"cleaning"},
     "RolledBack": {"rolling_back"},
@@ -46,6 +56,9 @@ NEXT_STATUS = {
     "ScaleRequested": "scaling",
     "OperationFailed": "rolling_back",
     "CleanupRequested": "cleaning",
+    "FailbackRequested": "failing_back",
+    "FailbackVerified": "cleaning",
+    "FailbackFailed": "running",
     "OperationCleaned": "cleaned",
     "RolledBack": "failed",
 }
@@ -62,6 +75,7 @@ class OperationState:
     status: str = "new"
     spec: OperationSpec | None = None
     network: dict[str, str] = field(default_factory=dict)        # network_id, subnet_id
+    points: dict[str, str] = field(default_factory=dict)         # image key -> concrete point ("latest" pinned)
     images: dict[str, dict] = field(default_factory=dict)        # image key -> {id, checksum, size, seconds}
     ports: dict[str, str] = field(default_factory=dict)          # server name -> port id
     servers: dict[str, dict] = field(default_factory=dict)       # server name -> {id, flavor, status, ...}
@@ -73,6 +87,7 @@ class OperationState:
     deleted: list[dict] = field(default_factory=list)
     usage_until: dict[str, float] = field(default_factory=dict)  # server name -> billed up to (epoch)
     timings: dict[str, float] = field(default_factory=dict)
+    failback: dict[str, Any] = field(default_factory=dict)       # request + progress of a failback
     requested_at: float | None = None
     version: int = 0
 
@@ -87,9 +102,9 @@ class OperationState:
         return {
             "tenant": self.tenant, "id": self.id, "status": self.status,
             "kind": self.spec.kind.value if self.spec else None,
-            "servers": self.servers, "images": self.images, "network": self.network,
+            "servers": self.servers, "points": self.points, "images": self.images, "network": self.network,
             "stages_done": self.stages_done, "deadline": self.deadline, "error": self.error,
-            "cleanup_reason": self.cleanup_reason, "timings": self.timings, "events": self.version,
+            "cleanup_reason": self.cleanup_reason, "timings": self.timings, "failback": self.failback, "events": self.version,
             "spec": self.spec.model_dump(mode="json") if self.spec else None,
         }
 
@@ -107,6 +122,8 @@ def apply(state: OperationState, ev: dict) -> OperationState:
         s.desired_count = s.spec.count
     elif t == "NetworkCreated":
         s.network = {"network_id": ev["network_id"], "subnet_id": ev["subnet_id"]}
+    elif t == "PointResolved":
+        s.points[ev["key"]] = ev["point"]
     elif t == "ImageUploaded":
         s.images[ev["key"]] = {k: ev[k] for k in ("id", "checksum", "size", "seconds")}
         s.timings["materialize"] = s.timings.get("materialize", 0.0) + ev.get("materialize_seconds", 0.0)
@@ -143,6 +160,28 @@ def apply(state: OperationState, ev: dict) -> OperationState:
         s.error = ev["error"]
     elif t == "CleanupRequested":
         s.cleanup_reason = s.cleanup_reason or ev["reason"]
+    elif t == "FailbackRequested":
+        # A retry keeps only the verified baseline of the same target: the cut-over and the apply are
+        # redone (applying is idempotent; the cloud may have written more since).
+        keep = {"baseline": s.failback["baseline"]} if "baseline" in s.failback and \
+            s.failback.get("target") == ev.get("target") else {}
+        s.failback = {**{k: ev.get(k) for k in ("reverse_group", "reverse_volume", "target", "agent_url",
+                                                "expect_sha256")}, **keep, "attempt": s.version}
+        s.error = None
+    elif t == "BaselineVerified":
+        s.failback["baseline"] = ev["md5"]
+    elif t == "CutoverBookmarked":
+        s.failback["cutover_sequence"] = ev["sequence"]
+    elif t == "ChangesDrained":
+        s.failback["drained"] = True
+    elif t == "ChangesApplied":
+        s.failback["applied"] = {"records": ev["records"], "bytes": ev["bytes"]}
+        s.timings["failback_apply"] = ev["seconds"]
+    elif t == "FailbackVerified":
+        s.failback["sha256"] = ev["sha256"]
+        s.cleanup_reason = "failed back"
+    elif t == "FailbackFailed":
+        s.failback["error"] = s.error = ev["error"]
     elif t == "ResourceDeleted":
         s.deleted.append({"kind": ev["kind"], "id": ev["id"]})
         for srv in s.servers.values():

@@ -46,13 +46,13 @@ def check_quota(provider: Provider, flavors: dict[str, Flavor], servers: list[Se
 
 def validate(spec: OperationSpec, provider: Provider, images: ImageSource, prod_network: str,
              default_flavor: str | None) -> None:
-    flavors = provider.flavors()
     servers = spec.all_servers()
+    for key in sorted({(s.group, s.volume, s.point) for s in servers}):  # first: needs no cloud call
+        validate_point(images, spec.tenant, *key)
+    flavors = provider.flavors()
     for s in servers:
         if s.flavor or default_flavor:
             pick_flavor(flavors, s.flavor, None, default_flavor)
-    for key in sorted({(s.group, s.volume, s.point) for s in servers}):
-        validate_point(images, spec.tenant, *key)
     if not spec.is_isolated and provider.find_network(prod_network) is None:
         raise UnknownNetwork(f"network {prod_network!r} does not exist; create it or set DIALBACK_BURST_PROD_NETWORK")
     check_quota(provider, flavors, servers, default_flavor)

@@ -44,9 +44,10 @@ class BurstProcess:
     """`python -m services.burst` as a real process, so a test can SIGKILL it."""
 
     state_dir: Path
-    images_dir: Path
+    images_dir: Path | None
     cloud: object
     port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)  # e.g. DIALBACK_S3_*: the recovery image source
     proc: subprocess.Popen | None = None
 
     @property
@@ -55,8 +56,9 @@ class BurstProcess:
 
     def start(self) -> None:
         env = {**os.environ, **self.cloud.env(), "DIALBACK_BURST_PORT": str(self.port),
-               "DIALBACK_BURST_STATE_DIR": str(self.state_dir), "DIALBACK_BURST_IMAGES_DIR": str(self.images_dir),
-               "DIALBACK_BURST_USAGE": "false", "DIALBACK_BURST_TICK_SECONDS": "0.5"}
+               "DIALBACK_BURST_STATE_DIR": str(self.state_dir), "DIALBACK_BURST_USAGE": "false",
+               "DIALBACK_BURST_TICK_SECONDS": "0.5", "DIALBACK_BURST_WORK_DIR": str(self.state_dir / "work"),
+               **({"DIALBACK_BURST_IMAGES_DIR": str(self.images_dir)} if self.images_dir else {}), **self.env}
         log = open(self.state_dir.parent / f"burst-{self.port}.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "services.burst"], env=env, stdout=log,
                                      stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[3])
@@ -91,3 +93,15 @@ def wait_status(get, statuses: set[str], timeout: float = 300) -> dict:
             return st
         time.sleep(0.3)
     raise AssertionError(f"operation stuck in {st.get('status')}: {st.get('error')}")
+
+
+def glance_sha256(conn, image_id: str) -> tuple[str, int]:
+    """sha256 and size of the image's bytes as Glance serves them (downloaded, not trusted from metadata)."""
+    import hashlib
+
+    h, n = hashlib.sha256(), 0
+    resp = conn.image.download_image(conn.image.get_image(image_id), stream=True)
+    for chunk in resp.iter_content(1 << 20):
+        h.update(chunk)
+        n += len(chunk)
+    return h.hexdigest(), n

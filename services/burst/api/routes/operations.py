@@ -15,6 +15,15 @@ class ScaleBody(BaseModel):
     count: int = Field(ge=0, le=100)
 
 
+class FailbackBody(BaseModel):
+    reverse_group: str = Field(description="group of the tap protecting the cloud disk (started with --baseline)")
+    target: str = Field(description="path of the original site's disk the changes are applied to")
+    agent_url: str = Field(description="control URL of the reverse tap, for the cut-over bookmark")
+    reverse_volume: str | None = Field(None, description="the volume's name in the reverse group (default: <volume>-back)")
+    expect_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$",
+                                      description="digest of the cloud disk at the cut-over, checked at the end")
+
+
 class CleanupBody(BaseModel):
     reason: str = "requested by user"
 
@@ -78,4 +87,16 @@ def cleanup(tenant: str, op_id: str, svc: Service, body: CleanupBody | None = No
         raise http_error(err) from err
     if not st.terminal:
         svc.schedule(tenant, op_id)
+    return st.summary()
+
+
+@router.post("/tenants/{tenant}/operations/{op_id}/failback", status_code=202)
+def failback(tenant: str, op_id: str, body: FailbackBody, svc: Service) -> dict:
+    """Bring a running failover home: cut over, apply the cloud's changes to the original disk, clean up."""
+    try:
+        st = svc.engine.request_failback(tenant, op_id, body.reverse_group, body.target, body.agent_url,
+                                         body.reverse_volume, body.expect_sha256)
+    except Exception as err:  # noqa: BLE001
+        raise http_error(err) from err
+    svc.schedule(tenant, op_id)
     return st.summary()
