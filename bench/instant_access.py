@@ -30,17 +30,16 @@ import time
 
 from agent.nbd.client import connect
 from bench.recover import compressible
+from bench.common import close_store, open_store
 from services.recovery.instant.registry import ExportRegistry
 from services.recovery.planner import At
 from services.recovery.service import Recovery
 from services.retention.journaler import Journaler
 from shared import bases as B
 from shared import keys
-from shared.config import CommonSettings
 from shared.frames import Kind, Record, data_record, encode_batch
 from shared.journal import INITIAL_SYNC_BOOKMARK, manifest_doc
 from shared.objectstore.cached import CachedObjectStore
-from shared.objectstore.factory import store_from_settings
 
 GROUP, VOL = "g1", "disk0"
 
@@ -142,15 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--verify", action="store_true", help="compare the newest point's sha256 with the model")
     ap.add_argument("--start-minio", action="store_true", help="start a throwaway MinIO (tests/servers.py)")
     args = ap.parse_args(argv)
-    server = None
-    if args.start_minio:
-        from tests.servers import cleanup, start_minio
-
-        server = start_minio()
-        store, endpoint = server.store(), server.endpoint
-    else:
-        s = CommonSettings()
-        store, endpoint = store_from_settings(s), s.s3_endpoint
+    server, store, endpoint = open_store(args.start_minio)
     tenant = f"bench{random.randrange(10**6):06d}"
     bucket = f"dialback-{tenant}"
     try:
@@ -171,13 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0 if result.get("verified", True) else 1
     finally:
-        try:
-            for info in list(store.list(bucket)):
-                store.delete(bucket, info.key)
-        except Exception as e:  # cleanup only
-            print(f"cleanup of {bucket} failed: {e}", file=sys.stderr)
-        if server is not None:
-            cleanup(server)
+        close_store(store, bucket, server)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import close_store, open_store
 from services.recovery.planner import At
 from services.recovery.service import Recovery, file_sha256
 from services.retention.journaler import Journaler
-from shared.objectstore.factory import store_from_settings
 from shared import keys
-from shared.config import CommonSettings
 from shared.frames import Kind, Record, data_record, encode_batch
 from shared.journal import INITIAL_SYNC_BOOKMARK, manifest_doc
 
@@ -101,17 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    server = None
-    if args.start_minio:
-        from tests.servers import cleanup, start_minio
-
-        server = start_minio()
-        store = server.store()
-        endpoint = server.endpoint
-    else:
-        s = CommonSettings()
-        store = store_from_settings(s)
-        endpoint = s.s3_endpoint
+    server, store, endpoint = open_store(args.start_minio)
     tenant = f"bench{random.randrange(10**6):06d}"
     group = "g1"
     try:
@@ -143,13 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if result.get("verified", True) else 1
     finally:
         bucket = f"dialback-{tenant}"
-        try:
-            for info in list(store.list(bucket)):
-                store.delete(bucket, info.key)
-        except Exception as e:  # cleanup only
-            print(f"cleanup of {bucket} failed: {e}", file=sys.stderr)
-        if server is not None:
-            cleanup(server)
+        close_store(store, bucket, server)
 
 
 if __name__ == "__main__":

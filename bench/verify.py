@@ -22,11 +22,10 @@ import tempfile
 import time
 
 from bench.recover import build
+from bench.common import close_store, open_store
 from services.recovery.verify import verify_tenant
 from services.retention.job import run_tenant
 from services.retention.policy import HOUR_NS, Policy, write_policy
-from shared.config import CommonSettings
-from shared.objectstore.factory import store_from_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,17 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start-minio", action="store_true", help="start a throwaway MinIO (tests/servers.py)")
     args = ap.parse_args(argv)
 
-    server = None
-    if args.start_minio:
-        from tests.servers import cleanup, start_minio
-
-        server = start_minio()
-        raw = server.store()
-        endpoint = server.endpoint
-    else:
-        s = CommonSettings()
-        raw = store_from_settings(s)
-        endpoint = s.s3_endpoint
+    server, raw, endpoint = open_store(args.start_minio)
     store = raw
     if args.encrypted:
         from shared.crypto.keyring import Keyring
@@ -75,13 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0 if report.ok else 1
     finally:
-        try:
-            for info in list(raw.list(bucket)):
-                raw.delete(bucket, info.key)
-        except Exception as e:  # cleanup only
-            print(f"cleanup of {bucket} failed: {e}", file=sys.stderr)
-        if server is not None:
-            cleanup(server)
+        close_store(raw, bucket, server)
 
 
 if __name__ == "__main__":
