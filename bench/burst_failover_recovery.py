@@ -53,16 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     from services.burst.usage import BurstUsage
     from shared.usage import MemoryEmitter
     from tests.fixtures_openstack import local_state_dir
-    from tests.servers import cleanup, start_minio
+    from bench.common import open_store
+    from tests.servers import cleanup
 
-    server = start_minio() if args.start_minio else None
-    if server is None:
-        from shared.config import CommonSettings
-        from shared.objectstore.factory import store_from_settings
-
-        store = store_from_settings(CommonSettings())
-    else:
-        store = server.store()
+    server, store, _ = open_store(args.start_minio)
     state = local_state_dir()
     was_running = all(s["running"] for s in osp.status(state).values())
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="dialback-burst-bench-"))

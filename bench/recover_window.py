@@ -61,16 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    from tests.servers import cleanup, start_minio
+    from bench.common import open_store
+    from tests.servers import cleanup
 
-    server = start_minio() if args.start_minio else None
-    if server is None:
-        from shared.config import CommonSettings
-        from shared.objectstore.factory import store_from_settings
-
-        store = store_from_settings(CommonSettings())
-    else:
-        store = server.store()
+    server, store, _ = open_store(args.start_minio)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="dialback-window-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     tenant = f"bench{random.randrange(10**6):06d}"
