@@ -53,6 +53,7 @@ class AgentSettings(CommonSettings):
     segment_bytes: int = 64 << 20
     writeback_bytes: int = Field(8 << 20, description="start disk writeback after this many bytes (0: off)")
     backoff_cap_seconds: float = 10.0
+    batches_per_post: int = Field(8, ge=1, le=8, description="batches per request to ingest (1: one-batch bodies)")
 
     @field_validator("group")
     @classmethod

@@ -20,6 +20,7 @@ import httpx
 
 from agent.group import Group
 from shared.crypto.transport import SEALED_CONTENT_TYPE, seal
+from shared.bodies import BATCHES_CONTENT_TYPE, MAX_BATCHES_PER_BODY, SEALED_BATCHES_CONTENT_TYPE, encode_body
 from shared.frames import HEADER_SIZE, MAX_BATCH_BYTES, Kind, Record, data_record, encode_batch, record_size
 
 log = logging.getLogger(__name__)
@@ -29,39 +30,63 @@ ALARM_GAP = "ingest_gap"
 CONTENT_TYPE = "application/x-dialback-batch"
 
 
-def build_batch(group: Group, first: int, max_bytes: int = MAX_BATCH_BYTES) -> tuple[bytes, int] | None:
-    """Encode records first.. into one batch; returns (body, last sequence) or None."""
-    records = group.spool.read(first, 2 * max_bytes)
+def build_batches(group: Group, first: int, max_batches: int = 1,
+                  max_bytes: int = MAX_BATCH_BYTES) -> tuple[list[bytes], int] | None:
+    """Encode records first.. into up to ``max_batches`` consecutive batches; (batches, last) or None."""
+    records = group.spool.read(first, (max_batches + 1) * max_bytes)
+    batches: list[bytes] = []
     out: list[Record] = []
-    size = HEADER_SIZE
+    size, last = HEADER_SIZE, 0
     for rec in records:
         if rec.kind == Kind.DATA:
             rec = data_record(rec.volume, rec.sequence, rec.timestamp_ns, rec.offset, rec.payload, compress=True)
         n = record_size(rec)
         if out and size + n > max_bytes:
-            break
+            batches.append(encode_batch(out))
+            last, out, size = out[-1].sequence, [], HEADER_SIZE
+            if len(batches) == max_batches:
+                break
         out.append(rec)
         size += n
-    if not out:
-        return None
-    return encode_batch(out), out[-1].sequence
+    if out and len(batches) < max_batches:
+        batches.append(encode_batch(out))
+        last = out[-1].sequence
+    return (batches, last) if batches else None
 
 
-def seal_batch(sealing: tuple[str, bytes] | None, group: str, first: int, last: int,
-               batch: bytes) -> tuple[bytes, str]:
-    """(body, content type): sealed under (tenant, transport key) when given, else as it is."""
+def build_batch(group: Group, first: int, max_bytes: int = MAX_BATCH_BYTES) -> tuple[bytes, int] | None:
+    """Encode records first.. into one batch; returns (body, last sequence) or None."""
+    built = build_batches(group, first, 1, max_bytes)
+    return None if built is None else (built[0][0], built[1])
+
+
+def make_body(sealing: tuple[str, bytes] | None, group: str, first: int, last: int,
+              batches: list[bytes], multi: bool) -> tuple[bytes, str]:
+    """(body, content type): one batch as it is, or several framed (shared.bodies); sealed when keyed."""
+    if not multi:
+        return seal_batch(sealing, group, first, last, batches[0])
+    body = encode_body(batches)
     if sealing is None:
-        return batch, CONTENT_TYPE
+        return body, BATCHES_CONTENT_TYPE
     tenant, key = sealing
-    return seal(key, tenant, group, first, last, batch), SEALED_CONTENT_TYPE
+    return seal(key, tenant, group, first, last, body), SEALED_BATCHES_CONTENT_TYPE
 
 
 class Shipper:
     def __init__(self, group: Group, ingest_url: str, token: str, bandwidth: int | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, backoff_start: float = 0.2,
-                 backoff_cap: float = 10.0, poll: float = 0.02, sealing: tuple[str, bytes] | None = None):
-        """``sealing``: (tenant, transport key) from the credentials file; None ships unsealed."""
+                 backoff_cap: float = 10.0, poll: float = 0.02, sealing: tuple[str, bytes] | None = None,
+                 batches_per_post: int = MAX_BATCHES_PER_BODY):
+        """``sealing``: (tenant, transport key) from the credentials file; None ships unsealed.
+
+        ``batches_per_post``: up to this many batches per request (shared.bodies); 1 sends the
+        single-batch body. An ingest that answers 415 to a multi-batch body (older than the
+        format) makes the shipper fall back to 1 for good.
+        """
+        if not 1 <= batches_per_post <= MAX_BATCHES_PER_BODY:
+            raise ValueError(f"batches_per_post must be 1..{MAX_BATCHES_PER_BODY}, got {batches_per_post}")
         self.group = group
+        self.batches_per_post = batches_per_post
         self.sealing = sealing
         self.ingest_url = ingest_url.rstrip("/")
         self.token = token
@@ -132,12 +157,12 @@ class Shipper:
         first = g.state.acked_through + 1
         if first > g.spool.last_seq:
             return False
-        built = await asyncio.to_thread(build_batch, g, first)
+        multi = self.batches_per_post > 1
+        built = await asyncio.to_thread(self._build, first, multi)
         if built is None:
             await self._backoff(stop, ALARM_GAP, f"spool no longer holds sequence {first}; re-protect the group")
             return False
-        batch, last = built
-        body, ctype = await asyncio.to_thread(seal_batch, self.sealing, g.name, first, last, batch)
+        body, ctype, last = built
         wait = self._ready_at - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -159,12 +184,26 @@ class Shipper:
             return True
         if resp.status_code == 409:
             return await self._resend_from(resp, stop)
+        if resp.status_code == 415 and multi:
+            log.warning("group %s: ingest does not take multi-batch bodies (HTTP 415); sending one batch "
+                        "per request from now on", g.name)
+            self.batches_per_post = 1
+            return True
         if resp.status_code >= 500 or resp.status_code == 429:
             await self._backoff(stop, ALARM_SHIP, f"ingest unavailable (HTTP {resp.status_code}); writes keep spooling")
             return True
         await self._backoff(stop, ALARM_SHIP,
                             f"ingest rejected batch {first}-{last}: HTTP {resp.status_code} {resp.text[:300]}")
         return True
+
+    def _build(self, first: int, multi: bool) -> tuple[bytes, str, int] | None:
+        """(body, content type, last sequence) from ``first`` on, or None if the spool lost ``first``."""
+        built = build_batches(self.group, first, self.batches_per_post if multi else 1)
+        if built is None:
+            return None
+        batches, last = built
+        body, ctype = make_body(self.sealing, self.group.name, first, last, batches, multi)
+        return body, ctype, last
 
     async def _resend_from(self, resp: httpx.Response, stop: asyncio.Event) -> bool:
         g = self.group
