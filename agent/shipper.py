@@ -100,6 +100,7 @@ class Shipper:
         self.connected = False
         self._delay = backoff_start
         self._ready_at = 0.0
+        self._prefetch: tuple[int, bool, asyncio.Future] | None = None  # (first, multi, body being built)
 
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.ingest_url, transport=self.transport, timeout=30.0,
@@ -124,12 +125,17 @@ class Shipper:
     async def run(self, stop: asyncio.Event) -> None:
         async with self._client() as client:
             await self.register(client, stop)
-            while not stop.is_set():
-                if not await self.ship_once(client, stop):
-                    try:
-                        await asyncio.wait_for(stop.wait(), self.poll)
-                    except asyncio.TimeoutError:
-                        pass
+            try:
+                while not stop.is_set():
+                    if not await self.ship_once(client, stop):
+                        try:
+                            await asyncio.wait_for(stop.wait(), self.poll)
+                        except asyncio.TimeoutError:
+                            pass
+            finally:
+                if self._prefetch is not None:
+                    self._prefetch[2].cancel()
+                    self._prefetch = None
 
     async def register(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
         g = self.group
@@ -152,17 +158,20 @@ class Shipper:
         return False
 
     async def ship_once(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
-        """Send one batch from acked_through + 1; False when there is nothing to send."""
+        """Send one body (up to batches_per_post batches) from acked_through + 1; False when there is nothing to send."""
         g = self.group
         first = g.state.acked_through + 1
         if first > g.spool.last_seq:
             return False
         multi = self.batches_per_post > 1
-        built = await asyncio.to_thread(self._build, first, multi)
+        built = await self._body_from(first, multi)
         if built is None:
             await self._backoff(stop, ALARM_GAP, f"spool no longer holds sequence {first}; re-protect the group")
             return False
-        body, ctype, last = built
+        body, ctype, last, _ = built
+        if g.spool.last_seq > last:
+            # Build (compress, seal) the next body while this one is on the wire and in Kafka.
+            self._prefetch = (last + 1, multi, asyncio.ensure_future(asyncio.to_thread(self._build, last + 1, multi)))
         wait = self._ready_at - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -196,14 +205,40 @@ class Shipper:
                             f"ingest rejected batch {first}-{last}: HTTP {resp.status_code} {resp.text[:300]}")
         return True
 
-    def _build(self, first: int, multi: bool) -> tuple[bytes, str, int] | None:
-        """(body, content type, last sequence) from ``first`` on, or None if the spool lost ``first``."""
-        built = build_batches(self.group, first, self.batches_per_post if multi else 1)
+    async def _body_from(self, first: int, multi: bool) -> tuple[bytes, str, int, bool] | None:
+        """The body from ``first``: the prefetched one when it starts there, else built now.
+
+        A prefetched body is only ever used when ``first`` is acked_through + 1 again; spooled
+        records never change, so a body built earlier for the same first sequence holds the same
+        records. It is dropped when it is not full while more records were spooled since (a
+        small prefetch must not keep every other body small).
+        """
+        pf, self._prefetch = self._prefetch, None
+        if pf is not None:
+            pf_first, pf_multi, fut = pf
+            try:
+                built = await fut
+            except Exception:  # noqa: BLE001 - rebuilt below, where a real error surfaces again
+                built = None
+            if (built is not None and pf_first == first and pf_multi == multi
+                    and (built[3] or built[2] >= self.group.spool.last_seq)):
+                return built
+        return await asyncio.to_thread(self._build, first, multi)
+
+    def _build(self, first: int, multi: bool) -> tuple[bytes, str, int, bool] | None:
+        """(body, content type, last sequence, full) from ``first`` on, or None if the spool lost ``first``.
+
+        ``full``: as many batches as a body may hold (the last one may be short of 1 MiB).
+        """
+        n = self.batches_per_post if multi else 1
+        if self.bandwidth:  # a body holds about a second's worth at most, so pacing stays smooth
+            n = max(1, min(n, self.bandwidth // MAX_BATCH_BYTES))
+        built = build_batches(self.group, first, n)
         if built is None:
             return None
         batches, last = built
         body, ctype = make_body(self.sealing, self.group.name, first, last, batches, multi)
-        return body, ctype, last
+        return body, ctype, last, len(batches) == n
 
     async def _resend_from(self, resp: httpx.Response, stop: asyncio.Event) -> bool:
         g = self.group
