@@ -60,6 +60,15 @@ def build_batch(group: Group, first: int, max_bytes: int = MAX_BATCH_BYTES) -> t
     return None if built is None else (built[0][0], built[1])
 
 
+def seal_batch(sealing: tuple[str, bytes] | None, group: str, first: int, last: int,
+               batch: bytes) -> tuple[bytes, str]:
+    """(body, content type): sealed under (tenant, transport key) when given, else as it is."""
+    if sealing is None:
+        return batch, CONTENT_TYPE
+    tenant, key = sealing
+    return seal(key, tenant, group, first, last, batch), SEALED_CONTENT_TYPE
+
+
 def make_body(sealing: tuple[str, bytes] | None, group: str, first: int, last: int,
               batches: list[bytes], multi: bool) -> tuple[bytes, str]:
     """(body, content type): one batch as it is, or several framed (shared.bodies); sealed when keyed."""
