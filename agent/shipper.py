@@ -2,6 +2,8 @@
 
 Contract: docs/data-path.md ("Agent → ingest"). Records leave in sequence
 order from ``acked_through + 1`` in v1 batches of at most MAX_BATCH_BYTES,
+up to ``batches_per_post`` of them per request (multi-batch body,
+shared.bodies; one request in flight, the next body built meanwhile),
 DATA payloads zstd-compressed when that is smaller, then sealed with the
 tenant's transport key when the agent has one (docs/encryption.md,
 "Transport"; the first..last range of the batch is bound into the AAD). Connection errors, 5xx
@@ -167,7 +169,7 @@ class Shipper:
         return False
 
     async def ship_once(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
-        """Send one body (up to batches_per_post batches) from acked_through + 1; False when there is nothing to send."""
+        """Send one body from acked_through + 1; False when there is nothing to send."""
         g = self.group
         first = g.state.acked_through + 1
         if first > g.spool.last_seq:
