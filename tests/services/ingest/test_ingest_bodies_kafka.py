@@ -18,9 +18,9 @@ from .test_ingest_kafka import live  # noqa: F401 - fixture
 pytestmark = pytest.mark.integration
 
 
-def post_body(live, c, group, batches):
+def post_body(lv, c, group, batches):
     return c.post(f"/v1/groups/{group}/batches", content=encode_body(batches),
-                  headers={**live.headers, "Content-Type": BATCHES_CONTENT_TYPE})
+                  headers={**lv.headers, "Content-Type": BATCHES_CONTENT_TYPE})
 
 
 def test_body_batches_land_in_order_and_restart_replays_the_body_ack(live):  # noqa: F811
