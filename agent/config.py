@@ -56,6 +56,7 @@ class AgentSettings(CommonSettings):
     baseline: bool = Field(False, description="the disks already equal a point Dialback holds (a failover "
                                               "image, for failback): skip the initial full copy, ship only "
                                               "writes from now on")
+    batches_per_post: int = Field(8, ge=1, le=8, description="batches per request to ingest (1: one-batch bodies)")
 
     @field_validator("group")
     @classmethod

@@ -69,7 +69,8 @@ class Agent:
             group.sync_progress = {v: d.size for v, d in disks.items()}
         self.groups[s.group] = group
         self.shippers[s.group] = Shipper(group, s.ingest, token, s.bandwidth, transport=self.transport,
-                                         backoff_cap=s.backoff_cap_seconds, sealing=sealing)
+                                         backoff_cap=s.backoff_cap_seconds, sealing=sealing,
+                                         batches_per_post=s.batches_per_post)
         self.syncers[s.group] = Syncer(group, s.pace)
 
     async def run(self, stop: asyncio.Event, ready: threading.Event | None = None) -> None:

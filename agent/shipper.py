@@ -2,6 +2,8 @@
 
 Contract: docs/data-path.md ("Agent → ingest"). Records leave in sequence
 order from ``acked_through + 1`` in v1 batches of at most MAX_BATCH_BYTES,
+up to ``batches_per_post`` of them per request (multi-batch body,
+shared.bodies; one request in flight, the next body built meanwhile),
 DATA payloads zstd-compressed when that is smaller, then sealed with the
 tenant's transport key when the agent has one (docs/encryption.md,
 "Transport"; the first..last range of the batch is bound into the AAD). Connection errors, 5xx
@@ -20,6 +22,7 @@ import httpx
 
 from agent.group import Group
 from shared.crypto.transport import SEALED_CONTENT_TYPE, seal
+from shared.bodies import BATCHES_CONTENT_TYPE, MAX_BATCHES_PER_BODY, SEALED_BATCHES_CONTENT_TYPE, encode_body
 from shared.frames import HEADER_SIZE, MAX_BATCH_BYTES, Kind, Record, data_record, encode_batch, record_size
 
 log = logging.getLogger(__name__)
@@ -29,22 +32,34 @@ ALARM_GAP = "ingest_gap"
 CONTENT_TYPE = "application/x-dialback-batch"
 
 
-def build_batch(group: Group, first: int, max_bytes: int = MAX_BATCH_BYTES) -> tuple[bytes, int] | None:
-    """Encode records first.. into one batch; returns (body, last sequence) or None."""
-    records = group.spool.read(first, 2 * max_bytes)
+def build_batches(group: Group, first: int, max_batches: int = 1,
+                  max_bytes: int = MAX_BATCH_BYTES) -> tuple[list[bytes], int] | None:
+    """Encode records first.. into up to ``max_batches`` consecutive batches; (batches, last) or None."""
+    records = group.spool.read(first, (max_batches + 1) * max_bytes)
+    batches: list[bytes] = []
     out: list[Record] = []
-    size = HEADER_SIZE
+    size, last = HEADER_SIZE, 0
     for rec in records:
         if rec.kind == Kind.DATA:
             rec = data_record(rec.volume, rec.sequence, rec.timestamp_ns, rec.offset, rec.payload, compress=True)
         n = record_size(rec)
         if out and size + n > max_bytes:
-            break
+            batches.append(encode_batch(out))
+            last, out, size = out[-1].sequence, [], HEADER_SIZE
+            if len(batches) == max_batches:
+                break
         out.append(rec)
         size += n
-    if not out:
-        return None
-    return encode_batch(out), out[-1].sequence
+    if out and len(batches) < max_batches:
+        batches.append(encode_batch(out))
+        last = out[-1].sequence
+    return (batches, last) if batches else None
+
+
+def build_batch(group: Group, first: int, max_bytes: int = MAX_BATCH_BYTES) -> tuple[bytes, int] | None:
+    """Encode records first.. into one batch; returns (body, last sequence) or None."""
+    built = build_batches(group, first, 1, max_bytes)
+    return None if built is None else (built[0][0], built[1])
 
 
 def seal_batch(sealing: tuple[str, bytes] | None, group: str, first: int, last: int,
@@ -56,12 +71,33 @@ def seal_batch(sealing: tuple[str, bytes] | None, group: str, first: int, last: 
     return seal(key, tenant, group, first, last, batch), SEALED_CONTENT_TYPE
 
 
+def make_body(sealing: tuple[str, bytes] | None, group: str, first: int, last: int,
+              batches: list[bytes], multi: bool) -> tuple[bytes, str]:
+    """(body, content type): one batch as it is, or several framed (shared.bodies); sealed when keyed."""
+    if not multi:
+        return seal_batch(sealing, group, first, last, batches[0])
+    body = encode_body(batches)
+    if sealing is None:
+        return body, BATCHES_CONTENT_TYPE
+    tenant, key = sealing
+    return seal(key, tenant, group, first, last, body), SEALED_BATCHES_CONTENT_TYPE
+
+
 class Shipper:
     def __init__(self, group: Group, ingest_url: str, token: str, bandwidth: int | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, backoff_start: float = 0.2,
-                 backoff_cap: float = 10.0, poll: float = 0.02, sealing: tuple[str, bytes] | None = None):
-        """``sealing``: (tenant, transport key) from the credentials file; None ships unsealed."""
+                 backoff_cap: float = 10.0, poll: float = 0.02, sealing: tuple[str, bytes] | None = None,
+                 batches_per_post: int = MAX_BATCHES_PER_BODY):
+        """``sealing``: (tenant, transport key) from the credentials file; None ships unsealed.
+
+        ``batches_per_post``: up to this many batches per request (shared.bodies); 1 sends the
+        single-batch body. An ingest that answers 415 to a multi-batch body (older than the
+        format) makes the shipper fall back to 1 for good.
+        """
+        if not 1 <= batches_per_post <= MAX_BATCHES_PER_BODY:
+            raise ValueError(f"batches_per_post must be 1..{MAX_BATCHES_PER_BODY}, got {batches_per_post}")
         self.group = group
+        self.batches_per_post = batches_per_post
         self.sealing = sealing
         self.ingest_url = ingest_url.rstrip("/")
         self.token = token
@@ -75,6 +111,7 @@ class Shipper:
         self.connected = False
         self._delay = backoff_start
         self._ready_at = 0.0
+        self._prefetch: tuple[int, bool, asyncio.Future] | None = None  # (first, multi, body being built)
 
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.ingest_url, transport=self.transport, timeout=30.0,
@@ -99,12 +136,17 @@ class Shipper:
     async def run(self, stop: asyncio.Event) -> None:
         async with self._client() as client:
             await self.register(client, stop)
-            while not stop.is_set():
-                if not await self.ship_once(client, stop):
-                    try:
-                        await asyncio.wait_for(stop.wait(), self.poll)
-                    except asyncio.TimeoutError:
-                        pass
+            try:
+                while not stop.is_set():
+                    if not await self.ship_once(client, stop):
+                        try:
+                            await asyncio.wait_for(stop.wait(), self.poll)
+                        except asyncio.TimeoutError:
+                            pass
+            finally:
+                if self._prefetch is not None:
+                    self._prefetch[2].cancel()
+                    self._prefetch = None
 
     async def register(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
         g = self.group
@@ -127,17 +169,20 @@ class Shipper:
         return False
 
     async def ship_once(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
-        """Send one batch from acked_through + 1; False when there is nothing to send."""
+        """Send one body from acked_through + 1; False when there is nothing to send."""
         g = self.group
         first = g.state.acked_through + 1
         if first > g.spool.last_seq:
             return False
-        built = await asyncio.to_thread(build_batch, g, first)
+        multi = self.batches_per_post > 1
+        built = await self._body_from(first, multi)
         if built is None:
             await self._backoff(stop, ALARM_GAP, f"spool no longer holds sequence {first}; re-protect the group")
             return False
-        batch, last = built
-        body, ctype = await asyncio.to_thread(seal_batch, self.sealing, g.name, first, last, batch)
+        body, ctype, last, _ = built
+        if g.spool.last_seq > last:
+            # Build (compress, seal) the next body while this one is on the wire and in Kafka.
+            self._prefetch = (last + 1, multi, asyncio.ensure_future(asyncio.to_thread(self._build, last + 1, multi)))
         wait = self._ready_at - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -159,12 +204,52 @@ class Shipper:
             return True
         if resp.status_code == 409:
             return await self._resend_from(resp, stop)
+        if resp.status_code == 415 and multi:
+            log.warning("group %s: ingest does not take multi-batch bodies (HTTP 415); sending one batch "
+                        "per request from now on", g.name)
+            self.batches_per_post = 1
+            return True
         if resp.status_code >= 500 or resp.status_code == 429:
             await self._backoff(stop, ALARM_SHIP, f"ingest unavailable (HTTP {resp.status_code}); writes keep spooling")
             return True
         await self._backoff(stop, ALARM_SHIP,
                             f"ingest rejected batch {first}-{last}: HTTP {resp.status_code} {resp.text[:300]}")
         return True
+
+    async def _body_from(self, first: int, multi: bool) -> tuple[bytes, str, int, bool] | None:
+        """The body from ``first``: the prefetched one when it starts there, else built now.
+
+        A prefetched body is only ever used when ``first`` is acked_through + 1 again; spooled
+        records never change, so a body built earlier for the same first sequence holds the same
+        records. It is dropped when it is not full while more records were spooled since (a
+        small prefetch must not keep every other body small).
+        """
+        pf, self._prefetch = self._prefetch, None
+        if pf is not None:
+            pf_first, pf_multi, fut = pf
+            try:
+                built = await fut
+            except Exception:  # noqa: BLE001 - rebuilt below, where a real error surfaces again
+                built = None
+            if (built is not None and pf_first == first and pf_multi == multi
+                    and (built[3] or built[2] >= self.group.spool.last_seq)):
+                return built
+        return await asyncio.to_thread(self._build, first, multi)
+
+    def _build(self, first: int, multi: bool) -> tuple[bytes, str, int, bool] | None:
+        """(body, content type, last sequence, full) from ``first`` on, or None if the spool lost ``first``.
+
+        ``full``: as many batches as a body may hold (the last one may be short of 1 MiB).
+        """
+        n = self.batches_per_post if multi else 1
+        if self.bandwidth:  # a body holds about a second's worth at most, so pacing stays smooth
+            n = max(1, min(n, self.bandwidth // MAX_BATCH_BYTES))
+        built = build_batches(self.group, first, n)
+        if built is None:
+            return None
+        batches, last = built
+        body, ctype = make_body(self.sealing, self.group.name, first, last, batches, multi)
+        return body, ctype, last, len(batches) == n
 
     async def _resend_from(self, resp: httpx.Response, stop: asyncio.Event) -> bool:
         g = self.group

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from services.ingest.errors import BadSequence, ForeignVolume, MalformedBatch, SequenceGap
 from services.ingest.state import GroupState
+from shared.bodies import BodyError, split_body
 from shared.frames import Codec, FrameError, Kind, Record, decode_batch, encode_batch
 
 
@@ -66,12 +67,22 @@ def _check_records(recs: list[Record], group: GroupState) -> None:
 
 def plan_batch(body: bytes, group: GroupState, sealed_range: tuple[int, int] | None = None) -> Plan:
     """``sealed_range``: the (first, last) a sealed envelope authenticated; the batch must match it."""
+    return plan_records(_decode(body, "batch"), body, group, sealed_range)
+
+
+def _decode(body: bytes | memoryview, what: str) -> list[Record]:
     try:
         recs = decode_batch(body)
     except FrameError as err:
-        raise MalformedBatch(f"batch rejected: {err}") from err
+        raise MalformedBatch(f"{what} rejected: {err}") from err
     if not recs:
-        raise MalformedBatch("batch has no records; send at least one")
+        raise MalformedBatch(f"{what} has no records; send at least one")
+    return recs
+
+
+def plan_records(recs: list[Record], body: bytes | memoryview, group: GroupState,
+                 sealed_range: tuple[int, int] | None = None) -> Plan:
+    """plan_batch for a batch already decoded into ``recs`` (non-empty)."""
     _check_records(recs, group)
     first, last = recs[0].sequence, recs[-1].sequence
     if sealed_range is not None and sealed_range != (first, last):
@@ -99,3 +110,71 @@ def plan_batch(body: bytes, group: GroupState, sealed_range: tuple[int, int] | N
     data = bytes(body) if len(new) == len(recs) else encode_batch(new)
     payload = sum(r.length for r in new if r.kind == Kind.DATA)
     return Plan(data, new[0].sequence, last, len(new), new[-1].timestamp_ns, payload)
+
+
+@dataclass(frozen=True)
+class BodyPlan:
+    """What to produce for one request body: one Plan per batch with new records, in order."""
+
+    parts: tuple[Plan, ...]
+    acked_through: int  # after this body is acknowledged
+    last_timestamp_ns: int
+
+    @property
+    def duplicate(self) -> bool:
+        return not self.parts
+
+    @property
+    def first_seq(self) -> int:
+        return self.parts[0].first_seq
+
+    @property
+    def records(self) -> int:
+        return sum(p.records for p in self.parts)
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(len(p.data) for p in self.parts)  # type: ignore[arg-type]
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(p.payload_bytes for p in self.parts)
+
+
+def plan_single(body: bytes, group: GroupState, sealed_range: tuple[int, int] | None = None) -> BodyPlan:
+    """A one-batch body (``application/x-dialback-batch``) as a BodyPlan."""
+    p = plan_batch(body, group, sealed_range)
+    if p.data is None:
+        return BodyPlan((), group.acked_through, group.last_timestamp_ns)
+    return BodyPlan((p,), p.last_seq, max(group.last_timestamp_ns, p.last_timestamp_ns))
+
+
+def plan_body(body: bytes, group: GroupState, sealed_range: tuple[int, int] | None = None) -> BodyPlan:
+    """Plan a multi-batch body (shared.bodies): every batch checked, in order, before anything is produced.
+
+    The first batch is held to the group's continuity like a single batch (duplicate, overlap,
+    409 gap); later batches must continue the previous one exactly, else the whole body is
+    refused with 400 (a 409 there would name an ``expected`` the agent could misread as
+    acknowledged). A sealed envelope must name the whole body's first..last.
+    """
+    try:
+        views = split_body(body)
+    except BodyError as err:
+        raise MalformedBatch(f"body rejected: {err}") from err
+    state, parts, prev_last, first = group, [], None, None
+    for i, view in enumerate(views):
+        recs = _decode(view, f"batch {i} of the body")
+        if prev_last is not None and recs[0].sequence != prev_last + 1:
+            raise BadSequence(f"batch {i} of the body starts at sequence {recs[0].sequence} after "
+                              f"{prev_last}; the batches of a body must continue one another gap-free",
+                              records=len(recs))
+        first = recs[0].sequence if first is None else first
+        prev_last = recs[-1].sequence
+        p = plan_records(recs, view, state)
+        if p.data is not None:
+            parts.append(p)
+            state = state.acked(p.last_seq, p.last_timestamp_ns)
+    if sealed_range is not None and sealed_range != (first, prev_last):
+        raise MalformedBatch(f"sealed envelope names sequences {sealed_range[0]}-{sealed_range[1]} but the "
+                             f"body holds {first}-{prev_last}; the agent must seal the range it sends")
+    return BodyPlan(tuple(parts), state.acked_through, state.last_timestamp_ns)

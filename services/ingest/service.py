@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 
-from services.ingest.batches import Plan, plan_batch
+from services.ingest.batches import BodyPlan, plan_body, plan_single
 from services.ingest.bus import BusUnavailable, ControlLog, WritesLog
 from services.ingest.errors import GroupConflict, IngestUnavailable, InvalidRegistration, UnknownGroup
 from services.ingest.metrics import IngestMetrics
@@ -144,39 +144,49 @@ class IngestService:
 
     # -- batches -------------------------------------------------------------
 
-    async def accept_batch(self, tenant: str, group: str, body: bytes, sealed: bool = False) -> tuple[int, Plan]:
-        """Open (if sealed), validate, produce and acknowledge one batch; returns (acked_through, plan)."""
+    async def accept_batch(self, tenant: str, group: str, body: bytes, sealed: bool = False,
+                           multi: bool = False) -> tuple[int, BodyPlan]:
+        """Open (if sealed), validate, produce and acknowledge one body; returns (acked_through, plan).
+
+        ``multi``: the body holds several batches (shared.bodies); each is produced as its own
+        message, all in one wait, then ONE control event acknowledges the whole body.
+        """
         await self.get_group(tenant, group)
         # Opening needs no group state: outside the lock; a refusal produces nothing.
         body, sealed_range = await asyncio.to_thread(open_body, self.keys, tenant, group, body, sealed)
         # A client that disconnects must not cut the work short between the
         # writes produce and the control append, nor release the group's lock
         # while a produce is still running in its thread: run it as its own task.
-        task = asyncio.ensure_future(self._accept_locked(tenant, group, body, sealed_range))
+        task = asyncio.ensure_future(self._accept_locked(tenant, group, body, sealed_range, multi))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         return await asyncio.shield(task)
 
     async def _accept_locked(self, tenant: str, group: str, body: bytes,
-                             sealed_range: tuple[int, int] | None) -> tuple[int, Plan]:
+                             sealed_range: tuple[int, int] | None, multi: bool) -> tuple[int, BodyPlan]:
         st = self._tenants[tenant]
         async with self._group_locks.setdefault((tenant, group), asyncio.Lock()):
             gs = st.groups[group]  # re-read under the lock: a previous batch may have advanced it
-            plan = await asyncio.to_thread(plan_batch, body, gs, sealed_range)
-            if plan.data is None:
+            plan = await asyncio.to_thread(plan_body if multi else plan_single, body, gs, sealed_range)
+            if plan.duplicate:
                 return gs.acked_through, plan
             t0 = time.perf_counter()
             try:
-                await asyncio.to_thread(self.writes.publish, tenant, group, plan.data, plan.first_seq, plan.last_seq)
+                # Every message of the body in flight at once (idempotent producer: in order,
+                # no duplicates from its own retries); returns once Kafka acknowledged them all.
+                await asyncio.to_thread(self.writes.publish_many, tenant, group,
+                                        [(p.data, p.first_seq, p.last_seq) for p in plan.parts])
             except BusUnavailable as err:
                 raise IngestUnavailable(f"Kafka did not take the batch: {err}") from err
             finally:
                 self.metrics.produce_seconds.labels("writes").observe(time.perf_counter() - t0)
-            new = gs.acked(plan.last_seq, plan.last_timestamp_ns)
+            # Only now, with every record of the body durable in the writes log, may the
+            # control log (what a restarted ingest believes) move past them.
+            new = gs.acked(plan.acked_through, plan.last_timestamp_ns)
             await self._append_control(tenant, new, acked_event(new))
             st.put(new)
             if self.usage is not None:
-                self.usage.batch_acked(tenant, group, plan.first_seq, plan.last_seq, plan.payload_bytes)
+                self.usage.batch_acked(tenant, group, plan.first_seq, plan.acked_through, plan.payload_bytes)
             return new.acked_through, plan
 
     async def _append_control(self, tenant: str, state: GroupState, event: dict) -> None:

@@ -14,14 +14,21 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from shared.bodies import (BATCHES_CONTENT_TYPE, SEALED_BATCHES_CONTENT_TYPE, BodyError, max_body_bytes,
+                           split_body)
 from shared.crypto.transport import OVERHEAD, SEALED_CONTENT_TYPE, TransportError, open_sealed
 from shared.frames import FrameError, MAX_BATCH_BYTES, Record, decode_batch
 
 
 class FakeIngest:
-    def __init__(self, token: str = "secret-token", sealing: tuple[str, bytes] | None = None):
-        """``sealing``: (tenant, transport key); when given, only sealed batches are taken (like real ingest)."""
+    def __init__(self, token: str = "secret-token", sealing: tuple[str, bytes] | None = None, multi: bool = True):
+        """``sealing``: (tenant, transport key); when given, only sealed batches are taken (like real ingest).
+
+        ``multi=False`` answers 415 to multi-batch bodies, like an ingest older than shared.bodies.
+        """
         self.token = token
+        self.multi = multi
+        self.bodies: list[str] = []  # content type of every accepted body
         self.sealing = sealing
         self.sealed_batches = 0
         self.groups: dict[str, dict] = {}
@@ -57,8 +64,13 @@ class FakeIngest:
             if self.fail_status:
                 raise HTTPException(self.fail_status, "injected failure")
             body = await request.body()
-            sealed = request.headers.get("content-type") == SEALED_CONTENT_TYPE
-            if len(body) > MAX_BATCH_BYTES + (OVERHEAD if sealed else 0):
+            ctype = request.headers.get("content-type")
+            sealed = ctype in (SEALED_CONTENT_TYPE, SEALED_BATCHES_CONTENT_TYPE)
+            multi = ctype in (BATCHES_CONTENT_TYPE, SEALED_BATCHES_CONTENT_TYPE)
+            if multi and not self.multi:
+                raise HTTPException(415, "one batch per request (an ingest older than multi-batch bodies)")
+            limit = max_body_bytes(sealed) if multi else MAX_BATCH_BYTES + (OVERHEAD if sealed else 0)
+            if len(body) > limit:
                 raise HTTPException(413, "batch too large")
             if self.sealing is not None:
                 if not sealed:
@@ -69,9 +81,10 @@ class FakeIngest:
                     raise HTTPException(400, str(err)) from err
                 self.sealed_batches += 1
             try:
-                recs = decode_batch(body)
-            except FrameError as err:
+                recs = [r for b in (split_body(body) if multi else [body]) for r in decode_batch(b)]
+            except (FrameError, BodyError) as err:
                 raise HTTPException(400, str(err)) from err
+            self.bodies.append(ctype)
             with self.lock:
                 acked = self.acked[group]
                 for i, r in enumerate(recs):

@@ -5,7 +5,7 @@ Both are blocking; the service calls them from a worker thread.
 :class:`WritesLog` — ``dialback.<tenant>.writes``:
 
 * ``ensure(tenant)`` creates the tenant's writes topic if missing (idempotent).
-* ``publish`` returns only after the log acknowledged the batch durably
+* ``publish`` (``publish_many``: several, in order) returns only after the log acknowledged the batch durably
   (Kafka: idempotent producer, acks=all). Batches of one group are appended in
   call order and keyed by group, so one group stays in one partition, in order.
 * On any failure it raises :class:`~shared.bus.kafka.BusUnavailable`; the
@@ -45,6 +45,16 @@ class WritesLog(ABC):
 
     @abstractmethod
     def publish(self, tenant: str, group: str, batch: bytes, first_seq: int, last_seq: int) -> None: ...
+
+    def publish_many(self, tenant: str, group: str, batches: list[tuple[bytes, int, int]]) -> None:
+        """``publish`` for several (batch, first_seq, last_seq) of one group, in order.
+
+        Returns only after every one is acknowledged; on failure some prefix may be in the log
+        (same rule as ``publish``: the caller treats none of them as acknowledged).
+        Adapters may override to keep them all in flight at once.
+        """
+        for batch, first, last in batches:
+            self.publish(tenant, group, batch, first, last)
 
 
 class ControlLog(ABC):

@@ -59,9 +59,15 @@ class RenewingProducer:
 
     def send_sync(self, topic: str, value: bytes, key: bytes | None = None, headers: list | None = None,
                   timeout: float = 20.0):
+        return self._renewing(lambda p: p.send_sync(topic, value, key=key, headers=headers, timeout=timeout))
+
+    def send_many_sync(self, topic: str, messages: list, timeout: float = 20.0):
+        return self._renewing(lambda p: p.send_many_sync(topic, messages, timeout=timeout))
+
+    def _renewing(self, send):
         p = self._p
         try:
-            return p.send_sync(topic, value, key=key, headers=headers, timeout=timeout)
+            return send(p)
         except BusUnavailable:
             with self._lock:
                 if self._p is p:  # another thread may have renewed it already
@@ -96,6 +102,12 @@ class KafkaWritesLog(WritesLog):
         headers = [("first_seq", str(first_seq).encode()), ("last_seq", str(last_seq).encode())]
         self.producer.send_sync(writes_topic(tenant), batch, key=group.encode(), headers=headers,
                                 timeout=self.timeout)
+
+
+    def publish_many(self, tenant: str, group: str, batches: list[tuple[bytes, int, int]]) -> None:
+        self.producer.send_many_sync(writes_topic(tenant), [
+            (group.encode(), batch, [("first_seq", str(first).encode()), ("last_seq", str(last).encode())])
+            for batch, first, last in batches], timeout=self.timeout)
 
 
 class KafkaControlLog(ControlLog):

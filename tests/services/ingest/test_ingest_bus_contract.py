@@ -53,6 +53,20 @@ def test_publish_is_readable_in_order_with_headers(logs):
                        (b"g1", b2, {"first_seq": b"4", "last_seq": b"9"})]
 
 
+def test_publish_many_is_one_message_per_batch_in_order(logs):
+    writes, _control, read = logs
+    t = tenant()
+    writes.ensure(t)
+    b1, b2, b3 = batch(1, 3), batch(4, 4), batch(5, 9)
+    writes.publish(t, "g1", b1, 1, 3)
+    writes.publish_many(t, "g1", [(b2, 4, 4), (b3, 5, 9)])
+    assert read(t) == [(b"g1", b1, {"first_seq": b"1", "last_seq": b"3"}),
+                       (b"g1", b2, {"first_seq": b"4", "last_seq": b"4"}),
+                       (b"g1", b3, {"first_seq": b"5", "last_seq": b"9"})]
+    with pytest.raises(BusUnavailable):  # a topic never ensured: nothing acknowledged
+        writes.publish_many(tenant(), "g1", [(b1, 1, 3), (b2, 4, 4)])
+
+
 def test_control_replay_returns_events_in_order(logs):
     _writes, control, _read = logs
     t = tenant()

@@ -135,7 +135,7 @@ def test_cancelled_request_still_finishes_its_batch(harness, tenants):
 
     first, (acked, plan) = asyncio.run(run())
     assert first.cancelled()
-    assert acked == 5 and plan.data is None  # the resend waited for the first and was a duplicate
+    assert acked == 5 and plan.duplicate  # the resend waited for the first and was a duplicate
     assert len(harness.broker.topics[writes_topic("acme")]) == 1
     acks = [json.loads(m.value) for m in harness.broker.topics[control_topic("acme")]]
     assert [e["acked_through"] for e in acks if e["type"] == "BatchAcked"] == [5]

@@ -9,12 +9,14 @@ from services.ingest.api.deps import CurrentTenant, Metrics, Service, Settings
 from services.ingest.api.errors import http_error
 from services.ingest.errors import IngestError
 from services.ingest.metrics import ACCEPTED, DUPLICATE, REJECTED
+from shared.bodies import BATCHES_CONTENT_TYPE, SEALED_BATCHES_CONTENT_TYPE, max_body_bytes
 from shared.crypto.transport import OVERHEAD, SEALED_CONTENT_TYPE
 from shared.frames import MAX_BATCH_BYTES
 
 router = APIRouter(prefix="/v1/groups", tags=["batches"])
 
-CONTENT_TYPES = ("application/x-dialback-batch", "application/octet-stream", SEALED_CONTENT_TYPE)
+CONTENT_TYPES = ("application/x-dialback-batch", "application/octet-stream", SEALED_CONTENT_TYPE,
+                 BATCHES_CONTENT_TYPE, SEALED_BATCHES_CONTENT_TYPE)
 
 
 @router.post("/{group}/batches")
@@ -25,20 +27,22 @@ async def post_batch(group: str, request: Request, tenant: CurrentTenant, servic
     if ctype not in CONTENT_TYPES:
         metrics.batch(REJECTED, "content_type", 0, 0)
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                            detail=f"send the batch as {CONTENT_TYPES[0]} or {SEALED_CONTENT_TYPE}, not {ctype}")
-    sealed = ctype == SEALED_CONTENT_TYPE
+                            detail=f"send the batch as one of {', '.join(CONTENT_TYPES)}, not {ctype}")
+    sealed = ctype in (SEALED_CONTENT_TYPE, SEALED_BATCHES_CONTENT_TYPE)
+    multi = ctype in (BATCHES_CONTENT_TYPE, SEALED_BATCHES_CONTENT_TYPE)
+    limit = max_body_bytes(sealed) if multi else MAX_BATCH_BYTES + (OVERHEAD if sealed else 0)
     nbytes = 0
     try:
         # Group first: a 404 must not depend on what the body looks like.
         await service.get_group(tenant, group)
-        body = await read_limited(request, MAX_BATCH_BYTES + (OVERHEAD if sealed else 0))
+        body = await read_limited(request, limit)
         nbytes = len(body)
-        acked, plan = await service.accept_batch(tenant, group, body, sealed)
+        acked, plan = await service.accept_batch(tenant, group, body, sealed, multi)
     except IngestError as err:
         metrics.batch(REJECTED, err.reason, nbytes, err.records)
         raise http_error(err, settings.retry_after_s) from err
-    if plan.data is None:
+    if plan.duplicate:
         metrics.batch(DUPLICATE, "already_acked", nbytes, 0)
     else:
-        metrics.batch(ACCEPTED, "ok", len(plan.data), plan.records)
+        metrics.batch(ACCEPTED, "ok", plan.data_bytes, plan.records)
     return {"acked_through": acked}
