@@ -112,6 +112,23 @@ class Pipeline:
             env["DIALBACK_MASTER_KEY_FILE"] = ""
         return cls(env, home, tenant, token, credentials, ports)
 
+    def store_env(self) -> dict[str, str]:
+        """What another process needs to read this pipeline's objects: S3 settings and, if on, the keys."""
+        names = ("DIALBACK_MASTER_KEY_FILE", "DIALBACK_KEYRING_FILE")
+        return {k: v for k, v in self.env.items() if k.startswith("DIALBACK_S3_") or k in names}
+
+    def store(self):
+        """The object store as the pipeline's services see it (decrypting when encryption is on)."""
+        from shared.objectstore.encrypted import EncryptedObjectStore
+        from shared.objectstore.minio import MinioObjectStore
+
+        e = self.env
+        inner = MinioObjectStore(e["DIALBACK_S3_ENDPOINT"], e["DIALBACK_S3_ACCESS_KEY"], e["DIALBACK_S3_SECRET_KEY"])
+        master = e.get("DIALBACK_MASTER_KEY_FILE")
+        if not master:
+            return inner
+        return EncryptedObjectStore(inner, Keyring(load_master_key(master), e["DIALBACK_KEYRING_FILE"]))
+
     @property
     def ingest_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['ingest']}"

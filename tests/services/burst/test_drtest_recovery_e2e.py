@@ -55,8 +55,8 @@ def test_drtest_at_a_bookmark_boots_exactly_the_bookmarked_bytes(pipeline, tmp_p
     pipeline.wait_recoverable("dr", last, timeout=180)
     assert sha256_file(disk) != at_bookmark
 
-    s3 = {k: v for k, v in stack_env.items() if k.startswith("DIALBACK_S3_")}
-    burst = BurstProcess(tmp_path / "burst", None, openstack_cloud, env=s3)
+    # S3 settings and the pipeline's keys (encryption at rest is on), no images dir: recovery-backed images
+    burst = BurstProcess(tmp_path / "burst", None, openstack_cloud, env=pipeline.store_env())
     burst.state_dir.mkdir()
     burst.start()
     conn = sdk(openstack_cloud)

@@ -55,9 +55,9 @@ def pipeline(stack_env, tmp_path):
     p.stop_all()
 
 
-def test_failback_ships_only_the_cloud_changes_and_the_home_disk_ends_equal(pipeline, tmp_path, minio_store,
-                                                                           openstack_cloud):
+def test_failback_ships_only_the_cloud_changes_and_the_home_disk_ends_equal(pipeline, tmp_path, openstack_cloud):
     pipeline.start()
+    store = pipeline.store()  # decrypts: encryption at rest is on in the pipeline
     home = tmp_path / "home-d0.img"
     home.write_bytes(bytes(SIZE))
     home_tap = pipeline.start_agent("fb", {"d0": home})
@@ -69,8 +69,8 @@ def test_failback_ships_only_the_cloud_changes_and_the_home_disk_ends_equal(pipe
 
     tenant, op = pipeline.tenant, f"fb-{int(time.time())}"
     engine = Engine(EventLog(tmp_path / "burst"), OpenStackProvider(**openstack_cloud.connect_kwargs()),
-                    RecoveryImageSource(minio_store, tmp_path / "work"), BurstUsage(MemoryEmitter("/dialback/burst")))
-    engine.failback = Failback(minio_store, poll=0.3)
+                    RecoveryImageSource(store, tmp_path / "work"), BurstUsage(MemoryEmitter("/dialback/burst")))
+    engine.failback = Failback(store, poll=0.3)
     conn = sdk(openstack_cloud)
     try:
         engine.submit(OperationSpec(id=op, tenant=tenant, kind="failover", group="fb", volume="d0"))
