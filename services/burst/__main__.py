@@ -11,7 +11,11 @@ from services.burst.config import BurstSettings
 def main() -> None:
     settings = BurstSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.burst_host, port=settings.burst_port, log_level="info")
+    try:
+        app = create_app(settings)
+    except ValueError as err:  # e.g. a placeholder admin token
+        raise SystemExit(f"burst: {err}") from None
+    uvicorn.run(app, host=settings.burst_host, port=settings.burst_port, log_level="info")
 
 
 if __name__ == "__main__":

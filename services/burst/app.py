@@ -14,6 +14,8 @@ from services.burst.images import FileImageSource, ImageSource
 from services.burst.provider.base import Provider
 from services.burst.service import BurstService
 from services.burst.usage import BurstUsage
+from shared.auth import TenantAuth
+from shared.bearer import Authenticator
 
 
 def build_engine(settings: BurstSettings, provider: Provider | None = None, images: ImageSource | None = None,
@@ -44,8 +46,11 @@ def image_source(settings: BurstSettings) -> ImageSource:
     return RecoveryImageSource(store_from_settings(settings), settings.burst_work_dir, settings.bucket_prefix)
 
 
-def create_app(settings: BurstSettings | None = None, engine: Engine | None = None) -> FastAPI:
+def create_app(settings: BurstSettings | None = None, engine: Engine | None = None,
+               auth: Authenticator | None = None) -> FastAPI:
+    """``auth`` answers "whose token is this?" (default: the tenants file of the settings)."""
     settings = settings or BurstSettings()
+    admin_token = settings.admin_token()  # a placeholder is refused before anything starts
     svc = BurstService(engine or build_engine(settings), tick_seconds=settings.burst_tick_seconds)
 
     @asynccontextmanager
@@ -56,6 +61,8 @@ def create_app(settings: BurstSettings | None = None, engine: Engine | None = No
 
     app = FastAPI(title="Dialback burst", version="1", lifespan=lifespan)
     app.state.burst = svc
+    app.state.auth = auth or TenantAuth(settings.resolved_tenants_file())
+    app.state.admin_token = admin_token
     app.include_router(health.router)
     app.include_router(operations.router)
     return app

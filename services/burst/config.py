@@ -7,12 +7,18 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
+from shared.auth import default_tenants_file
+from shared.bearer import admin_token_value
 from shared.config import CommonSettings, default_home
 
 
 class BurstSettings(CommonSettings):
     burst_host: str = "127.0.0.1"
     burst_port: int = 8106
+    burst_admin_token: SecretStr | None = Field(
+        None, description="bearer token of the provider (acts on every tenant, lists across tenants); "
+                          "unset or blank = nobody has it; a placeholder is refused")
+    tenants_file: Path | None = Field(None, description="tenant tokens; default $DIALBACK_HOME/tenants.json")
     burst_state_dir: Path = Field(default_factory=lambda: default_home() / "burst",
                                   description="event logs of operations")
     burst_image_source: Literal["auto", "recovery", "files"] = Field(
@@ -37,6 +43,13 @@ class BurstSettings(CommonSettings):
     os_region_name: str = "RegionOne"
     os_user_domain_name: str = "Default"
     os_project_domain_name: str = "Default"
+
+    def admin_token(self) -> str | None:
+        """Checked at app start, not as a field validator: a validation error would echo the value."""
+        return admin_token_value(self.burst_admin_token, "DIALBACK_BURST_ADMIN_TOKEN")
+
+    def resolved_tenants_file(self) -> Path:
+        return self.tenants_file or default_tenants_file()
 
     def has_object_store(self) -> bool:
         return "s3_endpoint" in self.model_fields_set

@@ -1,4 +1,4 @@
-"""Request dependencies and the mapping of burst errors to HTTP answers (only here and in routes)."""
+"""Request dependencies (the service, who is asking, tenant scope) and the mapping of burst errors to HTTP answers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from fastapi import Depends, HTTPException, Request
 
 from services.burst.errors import (Conflict, InvalidRequest, NotFound, ProvisionFailed, QuotaExceeded)
 from services.burst.service import BurstService
+from shared.bearer import CurrentPrincipal, Principal
 from shared.errors import DialbackError, InvalidName
 from shared.objectstore import ObjectStoreError, TransientStoreError
 
@@ -17,6 +18,33 @@ def get_service(request: Request) -> BurstService:
 
 
 Service = Annotated[BurstService, Depends(get_service)]
+
+
+def not_yours(tenant: str) -> HTTPException:
+    # Same answer as for a tenant without operations: nothing is inferred about other tenants.
+    return HTTPException(404, detail={"error": "NotFound", "message": f"no operations of tenant {tenant!r} under "
+                                      "this token; use that tenant's token (or the provider's admin token)"})
+
+
+def tenant_scope(tenant: str, who: CurrentPrincipal) -> str:
+    """The path's tenant, if the token may act on it (its own tenant, or the admin token); else 404."""
+    if not who.may_read(tenant):
+        raise not_yours(tenant)
+    return tenant
+
+
+TenantScope = Annotated[str, Depends(tenant_scope)]
+
+
+def admin_only(who: CurrentPrincipal) -> Principal:
+    if not who.admin:
+        raise HTTPException(403, detail={"error": "Forbidden", "message": "the view across tenants needs the "
+                                         "provider's admin token (DIALBACK_BURST_ADMIN_TOKEN); tenants use "
+                                         "/v1/tenants/{tenant}/operations"})
+    return who
+
+
+Admin = Annotated[Principal, Depends(admin_only)]
 
 _STATUS = [(NotFound, 404), (Conflict, 409), (QuotaExceeded, 422), (InvalidRequest, 422), (InvalidName, 422),
            (ProvisionFailed, 502)]

@@ -2,43 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
-from dataclasses import dataclass
-from typing import Annotated, Protocol
+from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException
 
-
-class Authenticator(Protocol):
-    def authenticate(self, token: str | None) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class Principal:
-    tenant: str | None  # None for the provider
-    admin: bool = False
-
-    def may_read(self, tenant: str) -> bool:
-        return self.admin or self.tenant == tenant
-
-
-def principal(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise HTTPException(401, "send 'Authorization: Bearer <token>' (a tenant token or the provider's "
-                                 "admin token)", headers={"WWW-Authenticate": "Bearer"})
-    token = token.strip()
-    admin_token = request.app.state.admin_token
-    if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
-        return Principal(None, admin=True)
-    tenant = request.app.state.auth.authenticate(token)
-    if tenant is None:
-        raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
-    return Principal(tenant)
-
-
-CurrentPrincipal = Annotated[Principal, Depends(principal)]
+from shared.bearer import Authenticator, CurrentPrincipal, Principal, principal  # noqa: F401 - re-exported
 
 
 def tenant_scope(tenant: str, who: CurrentPrincipal) -> str:

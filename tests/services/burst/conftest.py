@@ -1,13 +1,16 @@
-"""Burst fixtures: a real local OpenStack (session), raw images, an in-memory cloud."""
+"""Burst fixtures: a real local OpenStack (session), raw images, an in-memory cloud, tenant tokens."""
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from services.burst.images import FileImageSource
 from services.burst.provider.memory import MemoryProvider
+from shared.auth import create_tenant
 from tests.fixtures_openstack import openstack_cloud  # noqa: F401 - session fixture re-exported
 from tests.services.burst.rawimage import RawImage, put_point
 
@@ -34,3 +37,29 @@ def image_source(image_root: Path, small_image: RawImage) -> FileImageSource:
 @pytest.fixture
 def memory_provider() -> MemoryProvider:
     return MemoryProvider()
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """A tenants file with acme and globex, their tokens and an admin token (as the burst service reads them)."""
+
+    tenants_file: Path
+    acme: str
+    globex: str
+    admin: str
+
+    def env(self) -> dict[str, str]:
+        return {"DIALBACK_TENANTS_FILE": str(self.tenants_file), "DIALBACK_BURST_ADMIN_TOKEN": self.admin}
+
+    def settings(self) -> dict:
+        return {"tenants_file": self.tenants_file, "burst_admin_token": self.admin}
+
+    @staticmethod
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def tokens(tmp_path_factory) -> Tokens:
+    path = tmp_path_factory.mktemp("burst-auth") / "tenants.json"
+    return Tokens(path, create_tenant(path, TENANT), create_tenant(path, "globex"), secrets.token_urlsafe(32))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import httpx
 import openstack
 
 from deploy.local.process import free_port
+from shared.auth import create_tenant
 
 
 def sdk(cloud) -> openstack.connection.Connection:
@@ -41,7 +43,12 @@ def nothing_left(found: dict[str, list[str]]) -> bool:
 
 @dataclass
 class BurstProcess:
-    """`python -m services.burst` as a real process, so a test can SIGKILL it."""
+    """`python -m services.burst` as a real process, so a test can SIGKILL it.
+
+    Authentication: with ``DIALBACK_TENANTS_FILE`` in ``env`` (e.g. a pipeline's) give that tenant's
+    ``token``; otherwise the first start writes a tenants file next to the state dir with ``tenant``
+    and a second tenant "intruder" (``intruder_token``). ``admin_token`` is always set.
+    """
 
     state_dir: Path
     images_dir: Path | None
@@ -49,13 +56,33 @@ class BurstProcess:
     port: int = field(default_factory=free_port)
     env: dict[str, str] = field(default_factory=dict)  # e.g. DIALBACK_S3_*: the recovery image source
     proc: subprocess.Popen | None = None
+    tenant: str = "acme"
+    token: str | None = None
+    intruder_token: str | None = None
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The tenant's bearer token, for every API call."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _tenants(self) -> dict[str, str]:
+        if "DIALBACK_TENANTS_FILE" in self.env:
+            assert self.token, "give the token of a tenant in env's DIALBACK_TENANTS_FILE"
+            return {}
+        path = self.state_dir.parent / f"burst-{self.port}-tenants.json"
+        if self.token is None:
+            self.token = create_tenant(path, self.tenant)
+            self.intruder_token = create_tenant(path, "intruder")
+        return {"DIALBACK_TENANTS_FILE": str(path)}
+
     def start(self) -> None:
-        env = {**os.environ, **self.cloud.env(), "DIALBACK_BURST_PORT": str(self.port),
+        env = {**os.environ, **self.cloud.env(), **self._tenants(), "DIALBACK_BURST_ADMIN_TOKEN": self.admin_token,
+               "DIALBACK_BURST_PORT": str(self.port),
                "DIALBACK_BURST_STATE_DIR": str(self.state_dir), "DIALBACK_BURST_USAGE": "false",
                "DIALBACK_BURST_TICK_SECONDS": "0.5", "DIALBACK_BURST_WORK_DIR": str(self.state_dir / "work"),
                **({"DIALBACK_BURST_IMAGES_DIR": str(self.images_dir)} if self.images_dir else {}), **self.env}

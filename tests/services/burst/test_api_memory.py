@@ -16,10 +16,11 @@ from shared.usage import MemoryEmitter
 
 
 @pytest.fixture
-def client(tmp_path, memory_provider, image_source):
+def client(tmp_path, memory_provider, image_source, tokens):
+    """Authenticated as acme."""
     engine = Engine(EventLog(tmp_path), memory_provider, image_source, BurstUsage(MemoryEmitter("/dialback/burst")))
-    app = create_app(BurstSettings(burst_tick_seconds=0.2), engine=engine)
-    with TestClient(app) as c:
+    app = create_app(BurstSettings(burst_tick_seconds=0.2, **tokens.settings()), engine=engine)
+    with TestClient(app, headers=tokens.bearer(tokens.acme)) as c:
         yield c
 
 

@@ -21,11 +21,12 @@ from services.burst.usage import BurstUsage
 
 
 @pytest.fixture
-def service_url(tmp_path, memory_provider, image_source, monkeypatch):
+def service_url(tmp_path, memory_provider, image_source, monkeypatch, tokens):
+    """The service on a free port; the CLI authenticates as acme (DIALBACK_TOKEN)."""
     engine = Engine(EventLog(tmp_path), memory_provider, image_source, BurstUsage(None))
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(BurstSettings(burst_tick_seconds=0.2), engine=engine),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(BurstSettings(burst_tick_seconds=0.2, **tokens.settings()), engine=engine)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     url = f"http://127.0.0.1:{port}"
@@ -37,6 +38,7 @@ def service_url(tmp_path, memory_provider, image_source, monkeypatch):
         except httpx.HTTPError:
             time.sleep(0.1)
     monkeypatch.setenv("DIALBACK_BURST_URL", url)
+    monkeypatch.setenv("DIALBACK_TOKEN", tokens.acme)
     monkeypatch.setenv("COLUMNS", "200")
     yield url
     server.should_exit = True
@@ -85,3 +87,25 @@ def test_failback_from_the_cli_explains_what_is_missing(service_url, cli, tmp_pa
             "--agent-url", "http://127.0.0.1:7451")
     assert r.exit_code == 1 and "422" in r.output and "DIALBACK_S3_ENDPOINT" in r.output, r.output
     assert "running" in cli("burst", "status", "fo-fb", "-t", "acme").output
+
+
+def test_cli_without_a_token_says_how_to_get_one(service_url, cli, monkeypatch, memory_provider):
+    monkeypatch.delenv("DIALBACK_TOKEN")
+    r = cli("burst", "failover", "g1", "disk0", "-t", "acme", "--id", "fo-nt", "--point", "p1")
+    assert r.exit_code == 2 and "--token" in r.output and "DIALBACK_TOKEN" in r.output, r.output
+    assert memory_provider.calls == []
+
+
+def test_cli_token_option_and_other_tenants(service_url, cli, monkeypatch, tokens, memory_provider):
+    monkeypatch.delenv("DIALBACK_TOKEN")
+    r = cli("burst", "failover", "g1", "disk0", "-t", "acme", "--id", "fo-opt", "--point", "p1",
+            "--token", tokens.acme)
+    assert r.exit_code == 0 and "running" in r.output, r.output
+    calls = list(memory_provider.calls)
+    r = cli("burst", "cleanup", "fo-opt", "-t", "acme", "--token", tokens.globex)
+    assert r.exit_code == 1 and "404" in r.output and tokens.globex not in r.output, r.output
+    r = cli("burst", "status", "-t", "acme", "--token", "not-a-token")
+    assert r.exit_code == 1 and "401" in r.output and "not-a-token" not in r.output, r.output
+    assert memory_provider.calls == calls
+    r = cli("burst", "status", "fo-opt", "-t", "acme", "--token", tokens.admin)
+    assert r.exit_code == 0 and "running" in r.output, r.output

@@ -56,24 +56,29 @@ def test_drtest_at_a_bookmark_boots_exactly_the_bookmarked_bytes(pipeline, tmp_p
     assert sha256_file(disk) != at_bookmark
 
     # S3 settings and the pipeline's keys (encryption at rest is on), no images dir: recovery-backed images
-    burst = BurstProcess(tmp_path / "burst", None, openstack_cloud, env=pipeline.store_env())
+    # and the pipeline's tenants file: the burst API takes the same tenant token as recovery
+    burst = BurstProcess(tmp_path / "burst", None, openstack_cloud, token=pipeline.token,
+                         env={**pipeline.store_env(), "DIALBACK_TENANTS_FILE": pipeline.env["DIALBACK_TENANTS_FILE"]})
     burst.state_dir.mkdir()
     burst.start()
     conn = sdk(openstack_cloud)
     tenant, op = pipeline.tenant, f"dr-{uuid.uuid4().hex[:8]}"
     url = f"{burst.url}/v1/tenants/{tenant}/operations/{op}"
+    auth = burst.headers
+    get = lambda: httpx.get(url, timeout=30, headers=auth).json()  # noqa: E731
     try:
-        bad = httpx.post(f"{burst.url}/v1/operations", timeout=60, json={
+        assert httpx.get(url, timeout=30).status_code == 401  # no token, no answer
+        bad = httpx.post(f"{burst.url}/v1/operations", timeout=60, headers=auth, json={
             "id": op, "tenant": tenant, "kind": "drtest", "group": "dr", "volume": "d0", "point": "no-such-mark"})
         assert bad.status_code == 422 and "no bookmark" in bad.text, bad.text
-        assert httpx.get(url, timeout=30).status_code == 404
+        assert httpx.get(url, timeout=30, headers=auth).status_code == 404
         assert nothing_left(tagged_everywhere(conn, tenant, op))
 
-        r = httpx.post(f"{burst.url}/v1/operations", timeout=60, json={
+        r = httpx.post(f"{burst.url}/v1/operations", timeout=60, headers=auth, json={
             "id": op, "tenant": tenant, "kind": "drtest", "group": "dr", "volume": "d0",
             "point": "bookmark:before-test", "time_limit_seconds": 900})
         assert r.status_code == 202, r.text
-        st = wait_status(lambda: httpx.get(url, timeout=30).json(), {"running", "failed", "cleaned"}, timeout=600)
+        st = wait_status(get, {"running", "failed", "cleaned"}, timeout=600)
         assert st["status"] == "running", st["error"]
         assert st["points"] == {"dr/d0@bookmark:before-test": "bookmark:before-test"}
         assert conn.compute.get_server(st["servers"]["s0"]["id"]).status == "ACTIVE"
@@ -81,9 +86,9 @@ def test_drtest_at_a_bookmark_boots_exactly_the_bookmarked_bytes(pipeline, tmp_p
         assert glance_sha256(conn, image_id) == (at_bookmark, SIZE)
         assert not any((burst.state_dir / "work").rglob("*.raw")), "the built image is deleted after upload"
     finally:
-        httpx.post(f"{url}/cleanup", json={"reason": "test done"}, timeout=60)
+        httpx.post(f"{url}/cleanup", json={"reason": "test done"}, timeout=60, headers=auth)
         try:
-            st = wait_status(lambda: httpx.get(url, timeout=30).json(), {"cleaned", "failed"}, timeout=300)
+            st = wait_status(get, {"cleaned", "failed"}, timeout=300)
         finally:
             burst.stop()
         left = tagged_everywhere(conn, tenant, op)

@@ -187,14 +187,15 @@ def test_a_crash_mid_failback_resumes_where_the_events_say(world, monkeypatch):
     assert calls.count(("POST", "/v1/bookmarks")) == 1, "the cut-over is not taken twice"
 
 
-def test_failback_over_http(world):
+def test_failback_over_http(world, tokens):
     from fastapi.testclient import TestClient
 
     from services.burst.app import create_app
     from services.burst.config import BurstSettings
 
     engine, original, cloud, _ = world
-    with TestClient(create_app(BurstSettings(burst_tick_seconds=0.1), engine=engine)) as client:
+    app = create_app(BurstSettings(burst_tick_seconds=0.1, **tokens.settings()), engine=engine)
+    with TestClient(app, headers=tokens.bearer(tokens.acme)) as client:
         bad = client.post("/v1/tenants/acme/operations/fo-1/failback",
                           json={"reverse_group": "g1-back", "target": str(original), "agent_url": "http://tap",
                                 "expect_sha256": "not-a-digest"})

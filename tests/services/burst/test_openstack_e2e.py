@@ -37,10 +37,12 @@ def emitter():
 
 
 @pytest.fixture
-def client(tmp_path, openstack_cloud, image_root, small_image, emitter):
+def client(tmp_path, openstack_cloud, image_root, small_image, emitter, tokens):
+    """Authenticated as acme."""
     provider = OpenStackProvider(**openstack_cloud.connect_kwargs())
     engine = Engine(EventLog(tmp_path / "burst"), provider, FileImageSource(image_root), BurstUsage(emitter))
-    with TestClient(create_app(BurstSettings(burst_tick_seconds=0.5), engine=engine)) as c:
+    app = create_app(BurstSettings(burst_tick_seconds=0.5, **tokens.settings()), engine=engine)
+    with TestClient(app, headers=tokens.bearer(tokens.acme)) as c:
         yield c
     for tenant, op_id in engine.events.operations():  # a failed test must not leave servers behind
         engine.request_cleanup(tenant, op_id, "test teardown")
@@ -130,7 +132,8 @@ def test_killed_mid_operation_resumes_and_leaks_nothing(tmp_path, openstack_clou
     try:
         svc.start()
         r = httpx.post(svc.url + "/v1/operations", json={"id": op, "tenant": TENANT, "kind": "burst", "group": "g1",
-                                                        "volume": "disk0", "count": 2}, timeout=60)
+                                                        "volume": "disk0", "count": 2}, timeout=60,
+                       headers=svc.headers)
         assert r.status_code == 202, r.text
         deadline = time.monotonic() + 120
         while "ServerCreated" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
@@ -139,13 +142,23 @@ def test_killed_mid_operation_resumes_and_leaks_nothing(tmp_path, openstack_clou
         types = [line for line in log.read_text().splitlines()]
         assert not any('"OperationRunning"' in t for t in types)
         svc.start()  # the restarted service resumes from the log
-        get = lambda: httpx.get(f"{svc.url}/v1/tenants/{TENANT}/operations/{op}", timeout=30).json()  # noqa: E731
+        get = lambda: httpx.get(f"{svc.url}/v1/tenants/{TENANT}/operations/{op}", timeout=30,  # noqa: E731
+                                headers=svc.headers).json()
         st = wait_status(get, {"running", "failed"})
         assert st["status"] == "running", st["error"]
         found = tagged_everywhere(conn, TENANT, op)
         assert len(found["servers"]) == 2 and len(found["ports"]) == 2 and len(found["images"]) == 1  # no duplicates
+        # another tenant's token cannot clean it up (404) and nothing in the cloud changes
+        intruder = {"Authorization": f"Bearer {svc.intruder_token}"}
+        r = httpx.post(f"{svc.url}/v1/tenants/{TENANT}/operations/{op}/cleanup", timeout=30, headers=intruder)
+        assert r.status_code == 404 and svc.intruder_token not in r.text
+        assert tagged_everywhere(conn, TENANT, op) == found and get()["status"] == "running"
+        # the provider's admin token sees it across tenants
+        admin = {"Authorization": f"Bearer {svc.admin_token}"}
+        assert (TENANT, op) in {(o["tenant"], o["id"]) for o in
+                                httpx.get(f"{svc.url}/v1/operations", timeout=30, headers=admin).json()}
         # now kill it in the middle of cleanup
-        httpx.post(f"{svc.url}/v1/tenants/{TENANT}/operations/{op}/cleanup", timeout=30)
+        httpx.post(f"{svc.url}/v1/tenants/{TENANT}/operations/{op}/cleanup", timeout=30, headers=svc.headers)
         deadline = time.monotonic() + 120
         while '"ResourceDeleted"' not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.02)

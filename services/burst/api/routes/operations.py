@@ -1,11 +1,16 @@
-"""/v1/operations: request, inspect, scale and clean up operations."""
+"""/v1/operations: request, inspect, scale and clean up operations.
+
+Every route needs a bearer token (shared.bearer): a tenant token acts only on its own
+tenant, anything else is the same 404 as "no such operation"; the admin token acts on all.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from services.burst.api.deps import Service, http_error
+from services.burst.api.deps import Admin, Service, TenantScope, http_error, not_yours
+from shared.bearer import CurrentPrincipal
 from services.burst.model import OperationSpec
 
 router = APIRouter(prefix="/v1")
@@ -29,8 +34,10 @@ class CleanupBody(BaseModel):
 
 
 @router.post("/operations", status_code=202)
-def request_operation(spec: OperationSpec, svc: Service, response: Response) -> dict:
+def request_operation(spec: OperationSpec, svc: Service, response: Response, who: CurrentPrincipal) -> dict:
     """Validate fully, record, start. Same id + same request again: 200 with the current state."""
+    if not who.may_read(spec.tenant):
+        raise not_yours(spec.tenant)  # before any validation against the cloud or the tenant's data
     try:
         st, created = svc.engine.submit(spec)
     except Exception as err:  # noqa: BLE001 - mapped to a clear HTTP error
@@ -44,8 +51,17 @@ def request_operation(spec: OperationSpec, svc: Service, response: Response) -> 
     return st.summary()
 
 
+@router.get("/operations")
+def list_all_operations(svc: Service, _: Admin) -> list[dict]:
+    """The provider's view: every tenant's operations (admin token only)."""
+    try:
+        return [svc.engine.state(t, o).summary() for t, o in svc.engine.events.operations()]
+    except Exception as err:  # noqa: BLE001
+        raise http_error(err) from err
+
+
 @router.get("/tenants/{tenant}/operations")
-def list_operations(tenant: str, svc: Service) -> list[dict]:
+def list_operations(tenant: TenantScope, svc: Service) -> list[dict]:
     try:
         return [svc.engine.state(t, o).summary() for t, o in svc.engine.events.operations(tenant)]
     except Exception as err:  # noqa: BLE001
@@ -53,7 +69,7 @@ def list_operations(tenant: str, svc: Service) -> list[dict]:
 
 
 @router.get("/tenants/{tenant}/operations/{op_id}")
-def get_operation(tenant: str, op_id: str, svc: Service) -> dict:
+def get_operation(tenant: TenantScope, op_id: str, svc: Service) -> dict:
     try:
         return svc.engine.state(tenant, op_id).summary()
     except Exception as err:  # noqa: BLE001
@@ -61,7 +77,7 @@ def get_operation(tenant: str, op_id: str, svc: Service) -> dict:
 
 
 @router.get("/tenants/{tenant}/operations/{op_id}/events")
-def get_events(tenant: str, op_id: str, svc: Service) -> list[dict]:
+def get_events(tenant: TenantScope, op_id: str, svc: Service) -> list[dict]:
     try:
         svc.engine.state(tenant, op_id)
         return svc.engine.events.read(tenant, op_id)
@@ -70,7 +86,7 @@ def get_events(tenant: str, op_id: str, svc: Service) -> list[dict]:
 
 
 @router.post("/tenants/{tenant}/operations/{op_id}/scale", status_code=202)
-def scale(tenant: str, op_id: str, body: ScaleBody, svc: Service) -> dict:
+def scale(tenant: TenantScope, op_id: str, body: ScaleBody, svc: Service) -> dict:
     try:
         st = svc.engine.scale(tenant, op_id, body.count)
     except Exception as err:  # noqa: BLE001
@@ -80,7 +96,7 @@ def scale(tenant: str, op_id: str, body: ScaleBody, svc: Service) -> dict:
 
 
 @router.post("/tenants/{tenant}/operations/{op_id}/cleanup", status_code=202)
-def cleanup(tenant: str, op_id: str, svc: Service, body: CleanupBody | None = None) -> dict:
+def cleanup(tenant: TenantScope, op_id: str, svc: Service, body: CleanupBody | None = None) -> dict:
     try:
         st = svc.engine.request_cleanup(tenant, op_id, (body or CleanupBody()).reason)
     except Exception as err:  # noqa: BLE001
@@ -91,7 +107,7 @@ def cleanup(tenant: str, op_id: str, svc: Service, body: CleanupBody | None = No
 
 
 @router.post("/tenants/{tenant}/operations/{op_id}/failback", status_code=202)
-def failback(tenant: str, op_id: str, body: FailbackBody, svc: Service) -> dict:
+def failback(tenant: TenantScope, op_id: str, body: FailbackBody, svc: Service) -> dict:
     """Bring a running failover home: cut over, apply the cloud's changes to the original disk, clean up."""
     try:
         st = svc.engine.request_failback(tenant, op_id, body.reverse_group, body.target, body.agent_url,
