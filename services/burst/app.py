@@ -63,6 +63,7 @@ def create_app(settings: BurstSettings | None = None, engine: Engine | None = No
     app.state.burst = svc
     app.state.auth = auth or TenantAuth(settings.resolved_tenants_file())
     app.state.admin_token = admin_token
+    app.state.failback_root = settings.burst_failback_root
     app.include_router(health.router)
     app.include_router(operations.router)
     return app

@@ -28,6 +28,8 @@ class BurstSettings(CommonSettings):
                                    description="raw images for FileImageSource (tests, demos)")
     burst_work_dir: Path = Field(default_factory=lambda: default_home() / "burst" / "work",
                                  description="where recovery images are built before upload (then deleted)")
+    burst_failback_root: Path | None = Field(
+        None, description="tenants may fail back only to disks under <root>/<tenant>/; unset: only the admin token")
     burst_default_flavor: str | None = Field(None, description="else: the smallest flavor that fits the image")
     burst_prod_network: str = "dialback-prod"
     burst_drtest_cidr: str = "10.252.0.0/24"

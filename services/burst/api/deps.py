@@ -46,6 +46,32 @@ def admin_only(who: CurrentPrincipal) -> Principal:
 
 Admin = Annotated[Principal, Depends(admin_only)]
 
+
+def forbidden(message: str) -> HTTPException:
+    return HTTPException(403, detail={"error": "Forbidden", "message": message})
+
+
+def check_hooks(spec, who: Principal) -> None:
+    """Hooks are commands run on the burst host with the service's credentials: the provider's to set."""
+    hooks = [spec.hook] + [st.hook for st in (spec.stages or [])]
+    if not who.admin and any(hooks):
+        raise forbidden("hooks run as commands on the provider's burst host, so only the provider's admin token "
+                        "may set them; ask your provider to add this hook, or leave 'hook' out")
+
+
+def check_failback_target(target: str, tenant: str, root, who: Principal) -> None:
+    """A tenant may write only disks under <failback root>/<tenant>/; the admin token may name any path."""
+    if who.admin:
+        return
+    if root is None:
+        raise forbidden("failback writes a disk on the provider's host: ask your provider (admin token), or ask "
+                        "them to set DIALBACK_BURST_FAILBACK_ROOT so tenants can fail back on their own")
+    from pathlib import Path
+
+    mine = (Path(root) / tenant).resolve()
+    if not Path(target).resolve().is_relative_to(mine):
+        raise forbidden(f"the failback target must be a disk under {mine}/ (your tenant's failback directory)")
+
 _STATUS = [(NotFound, 404), (Conflict, 409), (QuotaExceeded, 422), (InvalidRequest, 422), (InvalidName, 422),
            (ProvisionFailed, 502)]
 

@@ -165,3 +165,31 @@ def test_admin_token_settings(tmp_path, memory_provider, image_source, tokens):
     with TestClient(app) as c:
         assert c.get("/v1/operations", headers={"Authorization": "Bearer   "}).status_code == 401
         assert c.get("/v1/operations", headers=tokens.bearer(tokens.acme)).status_code == 403
+
+
+def test_hooks_are_the_providers_to_set(world, tokens):
+    c, provider, emitter, state = world
+    before = snapshot(state, provider, emitter)
+    body = {**BODY, "id": "fo-h", "hook": ["/bin/sh", "-c", "env"]}
+    r = c.post("/v1/operations", json=body, headers=tokens.bearer(tokens.acme))
+    assert r.status_code == 403 and "admin token" in r.json()["detail"]["message"], r.text
+    assert snapshot(state, provider, emitter) == before, "a refused hook changed something"
+    r = c.post("/v1/operations", json=body, headers=tokens.bearer(tokens.admin))
+    assert r.status_code == 202, r.text
+
+
+def test_a_tenant_fails_back_only_into_its_own_failback_directory(tmp_path, memory_provider, image_source, tokens,
+                                                                  globex_image):
+    engine = Engine(EventLog(tmp_path / "ev"), memory_provider, image_source, BurstUsage(MemoryEmitter("/b")))
+    root = tmp_path / "sites"
+    app = create_app(BurstSettings(burst_tick_seconds=3600, burst_failback_root=root, **tokens.settings()),
+                     engine=engine)
+    acme = tokens.bearer(tokens.acme)
+    with TestClient(app) as c:
+        for target in ("/etc/passwd", str(root / "globex" / "disk.img"), str(root / "acme" / ".." / "x.img")):
+            r = c.post("/v1/tenants/acme/operations/fo-1/failback", json={**FAILBACK, "target": target}, headers=acme)
+            assert r.status_code == 403 and "failback directory" in r.text, (target, r.text)
+        # inside its directory the request passes the path check (and is refused later, for another reason)
+        r = c.post("/v1/tenants/acme/operations/fo-1/failback",
+                   json={**FAILBACK, "target": str(root / "acme" / "disk.img")}, headers=acme)
+        assert r.status_code != 403 and "failback directory" not in r.text, r.text

@@ -79,12 +79,15 @@ def test_cli_errors_say_what_to_do(service_url, cli, monkeypatch):
     assert r.exit_code == 2 and "serve-burst" in r.output
 
 
-def test_failback_from_the_cli_explains_what_is_missing(service_url, cli, tmp_path):
+def test_failback_from_the_cli_explains_what_is_missing(service_url, cli, tmp_path, tokens):
     assert cli("burst", "failover", "g1", "disk0", "-t", "acme", "--id", "fo-fb", "--point", "p1").exit_code == 0
     disk = tmp_path / "home.img"
     disk.write_bytes(b"x")
-    r = cli("burst", "failback", "fo-fb", "-t", "acme", "--reverse-group", "g1-back", "--target", str(disk),
+    args = ("burst", "failback", "fo-fb", "-t", "acme", "--reverse-group", "g1-back", "--target", str(disk),
             "--agent-url", "http://127.0.0.1:7451")
+    r = cli(*args)  # a tenant token, and no tenant failback directory configured
+    assert r.exit_code == 1 and "403" in r.output and "DIALBACK_BURST_FAILBACK_ROOT" in r.output, r.output
+    r = cli(*args, "--token", tokens.admin)
     assert r.exit_code == 1 and "422" in r.output and "DIALBACK_S3_ENDPOINT" in r.output, r.output
     assert "running" in cli("burst", "status", "fo-fb", "-t", "acme").output
 

@@ -200,9 +200,12 @@ def test_failback_over_http(world, tokens):
                           json={"reverse_group": "g1-back", "target": str(original), "agent_url": "http://tap",
                                 "expect_sha256": "not-a-digest"})
         assert bad.status_code == 422
-        r = client.post("/v1/tenants/acme/operations/fo-1/failback",
-                        json={"reverse_group": "g1-back", "target": str(original), "agent_url": "http://tap",
-                              "expect_sha256": _sha(cloud)})
+        body = {"reverse_group": "g1-back", "target": str(original), "agent_url": "http://tap",
+                "expect_sha256": _sha(cloud)}
+        refused = client.post("/v1/tenants/acme/operations/fo-1/failback", json=body)
+        assert refused.status_code == 403 and "DIALBACK_BURST_FAILBACK_ROOT" in refused.text  # no tenant root set
+        # the provider fails back on the tenant's behalf (any path on its host)
+        r = client.post("/v1/tenants/acme/operations/fo-1/failback", json=body, headers=tokens.bearer(tokens.admin))
         assert r.status_code == 202, r.text
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

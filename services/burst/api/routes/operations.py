@@ -6,10 +6,11 @@ tenant, anything else is the same 404 as "no such operation"; the admin token ac
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from services.burst.api.deps import Admin, Service, TenantScope, http_error, not_yours
+from services.burst.api.deps import (Admin, Service, TenantScope, check_failback_target, check_hooks,
+                                     http_error, not_yours)
 from shared.bearer import CurrentPrincipal
 from services.burst.model import OperationSpec
 
@@ -38,6 +39,7 @@ def request_operation(spec: OperationSpec, svc: Service, response: Response, who
     """Validate fully, record, start. Same id + same request again: 200 with the current state."""
     if not who.may_read(spec.tenant):
         raise not_yours(spec.tenant)  # before any validation against the cloud or the tenant's data
+    check_hooks(spec, who)
     try:
         st, created = svc.engine.submit(spec)
     except Exception as err:  # noqa: BLE001 - mapped to a clear HTTP error
@@ -107,8 +109,10 @@ def cleanup(tenant: TenantScope, op_id: str, svc: Service, body: CleanupBody | N
 
 
 @router.post("/tenants/{tenant}/operations/{op_id}/failback", status_code=202)
-def failback(tenant: TenantScope, op_id: str, body: FailbackBody, svc: Service) -> dict:
+def failback(tenant: TenantScope, op_id: str, body: FailbackBody, svc: Service, who: CurrentPrincipal,
+             request: Request) -> dict:
     """Bring a running failover home: cut over, apply the cloud's changes to the original disk, clean up."""
+    check_failback_target(body.target, tenant, request.app.state.failback_root, who)
     try:
         st = svc.engine.request_failback(tenant, op_id, body.reverse_group, body.target, body.agent_url,
                                          body.reverse_volume, body.expect_sha256)
