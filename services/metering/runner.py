@@ -25,7 +25,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from shared.bus.kafka import BusError, consumer, ensure_topics, producer_config
 from services.metering import metrics
@@ -131,7 +131,9 @@ class MeteringRunner:
         for m in msgs:
             err = m.error()
             if err is not None:
-                if err.fatal():  # e.g. fenced: a newer instance took our group.instance.id
+                # e.g. fenced: a newer instance took our group.instance.id. librdkafka reports a fatal
+                # consumer error as code _FATAL, whose own fatal() flag may be unset
+                if err.fatal() or err.code() == KafkaError._FATAL:
                     raise MeteringFenced(f"metering stopped: {err}; another instance with id "
                                          f"{self.s.metering_transactional_id!r} probably took over")
                 log.warning("consumer error on %s: %s", topic, err)
