@@ -160,13 +160,23 @@ def put_segment(store: ObjectStore, bucket: str, group: str, batches: Sequence[b
     Idempotent: the keys derive from the sequence range, so a retry after a
     crash rewrites the same objects.
     """
-    body = encode_segment(batches)
+    entry = put_segment_body(store, bucket, group, encode_segment(batches), first, last, bookmarks)
+    put_timeline_entry(store, bucket, group, entry)
+    return entry
+
+
+def put_segment_body(store: ObjectStore, bucket: str, group: str, body: bytes,
+                     first: Record, last: Record, bookmarks: Sequence[Bookmark]) -> TimelineEntry:
+    """PUT an encoded segment only; returns the timeline entry to write once every earlier one is durable."""
     seg_key = keys.segment_key(group, first.sequence, last.sequence)
     store.put(bucket, seg_key, body)
-    entry = TimelineEntry(first.sequence, last.sequence, first.timestamp_ns, last.timestamp_ns, seg_key,
-                          len(body), tuple(bookmarks))
-    store.put(bucket, keys.timeline_key(group, first.sequence, last.sequence), entry.to_json())
-    return entry
+    return TimelineEntry(first.sequence, last.sequence, first.timestamp_ns, last.timestamp_ns, seg_key,
+                         len(body), tuple(bookmarks))
+
+
+def put_timeline_entry(store: ObjectStore, bucket: str, group: str, entry: TimelineEntry) -> None:
+    """PUT a timeline entry (after its segment is durable): from now on readers see the segment."""
+    store.put(bucket, keys.timeline_key(group, entry.first_seq, entry.last_seq), entry.to_json())
 
 
 # --- reading ---------------------------------------------------------------
