@@ -119,3 +119,26 @@ def test_bookmark_in_timeline_entry():
     entry, _ = j.flush("acme", "g1")
     assert [(b.name, b.sequence, b.timestamp_ns) for b in entry.bookmarks] == \
            [("dialback.initial-sync-complete", 2, 6)]
+
+
+def test_compress_probe_skips_incompressible_and_keeps_original_bytes():
+    import os
+
+    from shared.frames import Codec, data_record, encode_batch
+    from shared.journal import compress_record, iter_segment_records
+
+    rand = data_record("disk0", 1, 1, 0, os.urandom(256 << 10))
+    text = data_record("disk0", 2, 2, 0, b"dialback " * (256 << 10 // 9) + b"x" * ((256 << 10) % 9))
+    assert compress_record(rand) is rand                      # the probe said no: not compressed whole
+    assert compress_record(text).codec == Codec.ZSTD
+    store = MemoryObjectStore()
+    j = Journaler(store, compress=True)
+    msg = encode_batch([rand])
+    j.next_expected("acme", "g1")
+    assert j.offer("acme", "g1", msg, "t1").value == "buffered"
+    sealed = j.seal("acme", "g1")
+    assert j.encode(sealed) == [msg]                          # stored byte for byte, no re-encode
+    j.write_segment(sealed)
+    j.write_entry(sealed)
+    body = store.get("dialback-acme", sealed.entry.segment)
+    assert [r.payload for r in iter_segment_records(body)] == [rand.payload]
