@@ -53,6 +53,7 @@ class _Buffer:
     nbytes: int = 0
     opened: float = 0.0
     tokens: list[Any] = field(default_factory=list)
+    body: bytes | None = None  # the encoded segment, once built (then parts are let go)
 
 
 GroupId = tuple[str, str]  # (tenant, group)
@@ -64,7 +65,6 @@ class Sealed:
     tenant: str
     group: str
     buf: _Buffer
-    body: bytes | None = None          # encoded segment, once built
     entry: TimelineEntry | None = None  # set once the segment body is durable
     aborted: bool = False              # partition revoked: write nothing more
 
@@ -193,7 +193,10 @@ class Journaler:
         """Put a sealed buffer back as the group's buffer (only valid if nothing was buffered since)."""
         gid = (sealed.tenant, sealed.group)
         if gid in self._next and gid not in self._buffers and self._next[gid] == sealed.last_seq + 1:
-            self._buffers[gid] = sealed.buf
+            buf = sealed.buf
+            if buf.body is not None:  # parts were let go: rebuild them from the records, more may follow
+                buf.parts, buf.body = [(None, list(buf.records))], None
+            self._buffers[gid] = buf
 
     def encode(self, sealed: Sealed) -> list[bytes]:
         """The segment's batches: original message bytes wherever compression changed nothing."""
@@ -215,9 +218,11 @@ class Journaler:
         if sealed.entry is not None:
             return
         recs = sealed.buf.records
-        if sealed.body is None:
-            sealed.body = encode_segment(self.encode(sealed))
-        sealed.entry = put_segment_body(self.store, self.bucket(sealed.tenant), sealed.group, sealed.body,
+        buf = sealed.buf
+        if buf.body is None:
+            buf.body = encode_segment(self.encode(sealed))
+            buf.parts = []  # the body holds it all now: half the memory while the upload runs
+        sealed.entry = put_segment_body(self.store, self.bucket(sealed.tenant), sealed.group, buf.body,
                                         recs[0], recs[-1], bookmarks_of(recs))
 
     def write_entry(self, sealed: Sealed) -> TimelineEntry:
@@ -227,7 +232,7 @@ class Journaler:
         gid = (sealed.tenant, sealed.group)
         if gid in self._held:  # not forgotten (partition revoked) meanwhile
             self._held[gid] = sealed.entry.last_seq + 1
-        sealed.body = None  # durable: let the bytes go
+        sealed.buf.body = None  # durable: let the bytes go
         self.stats["segments"] += 1
         self.stats["bytes"] += sealed.entry.size
         return sealed.entry
