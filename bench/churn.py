@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import tempfile
 import threading
 import time
@@ -139,6 +140,7 @@ def main() -> None:
         }, indent=2))
     finally:
         p.stop_all()
+        shutil.rmtree(work, ignore_errors=True)  # disk image, spool and logs: ~0.5 GB a run
 
 
 if __name__ == "__main__":
