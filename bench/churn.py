@@ -140,7 +140,7 @@ def main() -> None:
         }, indent=2))
     finally:
         p.stop_all()
-        shutil.rmtree(work, ignore_errors=True)  # the disk and spool: hundreds of MB per run
+        shutil.rmtree(work, ignore_errors=True)  # disk image, spool and logs: ~0.5 GB a run
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
     )
     journaler = Journaler(store, settings.bucket_prefix, settings.retention_segment_bytes,
                           settings.retention_segment_age, settings.retention_compress)
-    proc = Processor(journaler, ack=lambda event: event.ack())
+    proc = Processor(journaler, ack=lambda event: event.ack(), max_inflight=settings.retention_inflight_segments)
     manifests = ManifestWriter(store, settings.bucket_prefix)
     known = (sorted(writes), sorted(control))
 
@@ -100,7 +100,7 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
 
     @app.timer(interval=max(0.05, settings.retention_segment_age / 5))
     async def flush_by_age():
-        await proc.flush_due()
+        await proc.flush_due(wait=False)  # uploads run in the background, acks follow durability
 
     @app.timer(interval=settings.retention_rescan_interval)
     async def rescan():
@@ -138,6 +138,7 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
     @app.on_partitions_revoked.connect
     async def on_revoked(app, revoked, **kwargs):
         proc.revoke(set(revoked))
+        await proc.settle()  # aborted uploads finish their running PUT, write nothing more
 
     @app.page("/healthz")
     async def healthz(web, request):

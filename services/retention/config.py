@@ -15,6 +15,8 @@ class RetentionSettings(CommonSettings):
     retention_segment_bytes: int = Field(8 << 20, ge=64 << 10, description="flush a group's segment at this size")
     retention_segment_age: float = Field(1.0, gt=0, le=4.0,
                                          description="flush a group's segment at this age (s); RPO lag budget is 5 s")
+    retention_inflight_segments: int = Field(2, ge=1, le=8, description="segment uploads pending per group while "
+                                             "it keeps reading (timeline entries and acks stay in order)")
     retention_compress: bool = Field(True, description="re-encode raw DATA payloads with zstd when it saves 1/8")
     retention_rescan_interval: float = Field(10.0, gt=0, description="how often to look for new tenants (s)")
     retention_web_port: int = Field(6066, ge=0, le=65535, description="/healthz and /metrics on 127.0.0.1")

@@ -10,8 +10,14 @@ Contract:
 * A group's buffer is flushed (segment PUT, then timeline entry PUT) by
   :meth:`Journaler.flush`; the tokens it returns belong to messages whose
   records are now durable, and only those may be acknowledged to Kafka.
-* One caller at a time per group (the async layer holds a lock per group);
-  different groups may flush concurrently from threads.
+* Or in steps, so uploads overlap reading (docs/retention.md "Pipelined
+  uploads"): :meth:`seal` takes the buffer out as a :class:`Sealed` segment
+  (buffering goes on behind it), :meth:`write_segment` PUTs its body (any
+  order, concurrently) and :meth:`write_entry` its timeline entry - which the
+  caller must do strictly in sequence order per group, each only after the
+  previous entry is durable, so the timeline never has a gap.
+* One caller at a time per group for offer/seal (the async layer holds a
+  lock per group); different groups may flush concurrently from threads.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from enum import Enum
 from typing import Any, Callable
 
 from shared.frames import FrameError, Record, decode_batch
-from shared.journal import Bookmark, TimelineEntry, bookmarks_of, compress_record, last_sequence, pack_batches, put_segment
+from shared.journal import (TimelineEntry, bookmarks_of, compress_record, encode_segment, last_sequence, pack_batches,
+                            put_segment_body, put_timeline_entry)
 from shared.objectstore import ObjectStore
 from shared.tenancy import tenant_bucket
 
@@ -40,14 +47,38 @@ class Outcome(Enum):
 @dataclass
 class _Buffer:
     records: list[Record] = field(default_factory=list)
-    # Messages accepted unchanged keep their original bytes (no re-encode).
-    parts: list[bytes | list[Record]] = field(default_factory=list)
+    # Messages accepted whole keep their original bytes: stored byte for byte
+    # unless compression changes one of their records (no re-encode).
+    parts: list[tuple[bytes | None, list[Record]]] = field(default_factory=list)
     nbytes: int = 0
     opened: float = 0.0
     tokens: list[Any] = field(default_factory=list)
+    body: bytes | None = None  # the encoded segment, once built (then parts are let go)
 
 
 GroupId = tuple[str, str]  # (tenant, group)
+
+
+@dataclass
+class Sealed:
+    """One group's buffer taken out for upload: a future segment first..last."""
+    tenant: str
+    group: str
+    buf: _Buffer
+    entry: TimelineEntry | None = None  # set once the segment body is durable
+    aborted: bool = False              # partition revoked: write nothing more
+
+    @property
+    def tokens(self) -> list[Any]:
+        return self.buf.tokens
+
+    @property
+    def first_seq(self) -> int:
+        return self.buf.records[0].sequence
+
+    @property
+    def last_seq(self) -> int:
+        return self.buf.records[-1].sequence
 
 
 class Journaler:
@@ -110,10 +141,7 @@ class Journaler:
         if buf is None:
             buf = self._buffers[gid] = _Buffer(opened=self.clock())
         buf.records.extend(fresh)
-        if len(fresh) == len(records) and not self.compress:
-            buf.parts.append(bytes(value))
-        else:
-            buf.parts.append(fresh)
+        buf.parts.append((bytes(value) if len(fresh) == len(records) else None, fresh))
         buf.nbytes += len(value)
         buf.tokens.append(token)
         self._next[gid] = seqs[-1] + 1
@@ -143,26 +171,71 @@ class Journaler:
         On a store error the buffer is kept intact (the error propagates) so a
         later flush retries the very same segment: nothing is acked meanwhile.
         """
-        gid = (tenant, group)
-        buf = self._buffers.get(gid)
-        if buf is None or not buf.records:
+        sealed = self.seal(tenant, group)
+        if sealed is None:
             return None, []
+        try:
+            self.write_segment(sealed)
+            entry = self.write_entry(sealed)
+        except BaseException:
+            self.unseal(sealed)
+            raise
+        return entry, sealed.tokens
+
+    def seal(self, tenant: str, group: str) -> Sealed | None:
+        """Take the group's buffer out for upload (None when empty); buffering continues behind it."""
+        buf = self._buffers.pop((tenant, group), None)
+        if buf is None or not buf.records:
+            return None
+        return Sealed(tenant, group, buf)
+
+    def unseal(self, sealed: Sealed) -> None:
+        """Put a sealed buffer back as the group's buffer (only valid if nothing was buffered since)."""
+        gid = (sealed.tenant, sealed.group)
+        if gid in self._next and gid not in self._buffers and self._next[gid] == sealed.last_seq + 1:
+            buf = sealed.buf
+            if buf.body is not None:  # parts were let go: rebuild them from the records, more may follow
+                buf.parts, buf.body = [(None, list(buf.records))], None
+            self._buffers[gid] = buf
+
+    def encode(self, sealed: Sealed) -> list[bytes]:
+        """The segment's batches: original message bytes wherever compression changed nothing."""
         batches: list[bytes] = []
-        for part in buf.parts:
-            if isinstance(part, bytes):
-                batches.append(part)
+        for raw, recs in sealed.buf.parts:
+            if self.compress:
+                packed = [compress_record(r) for r in recs]
+                if raw is None or any(p is not r for p, r in zip(packed, recs)):
+                    batches.extend(pack_batches(packed))
+                    continue
+            if raw is not None:
+                batches.append(raw)
             else:
-                recs = [compress_record(r) for r in part] if self.compress else part
                 batches.extend(pack_batches(recs))
-        bookmarks: list[Bookmark] = bookmarks_of(buf.records)
-        entry = put_segment(self.store, self.bucket(tenant), group, batches, buf.records[0], buf.records[-1],
-                            bookmarks)
-        if self._buffers.get(gid) is buf:  # not forgotten (partition revoked) meanwhile
-            del self._buffers[gid]
-            self._held[gid] = entry.last_seq + 1
+        return batches
+
+    def write_segment(self, sealed: Sealed) -> None:
+        """PUT the segment body (blocking; idempotent; safe in any order and concurrently)."""
+        if sealed.entry is not None:
+            return
+        recs = sealed.buf.records
+        buf = sealed.buf
+        if buf.body is None:
+            buf.body = encode_segment(self.encode(sealed))
+            buf.parts = []  # the body holds it all now: half the memory while the upload runs
+        sealed.entry = put_segment_body(self.store, self.bucket(sealed.tenant), sealed.group, buf.body,
+                                        recs[0], recs[-1], bookmarks_of(recs))
+
+    def write_entry(self, sealed: Sealed) -> TimelineEntry:
+        """PUT the timeline entry (blocking). Call after write_segment and after the previous entry."""
+        assert sealed.entry is not None, "write_segment first"
+        put_timeline_entry(self.store, self.bucket(sealed.tenant), sealed.group, sealed.entry)
+        gid = (sealed.tenant, sealed.group)
+        if gid in self._held:  # not forgotten (partition revoked) meanwhile
+            self._held[gid] = sealed.entry.last_seq + 1
+        sealed.buf.body = None  # durable: let the bytes go
         self.stats["segments"] += 1
-        self.stats["bytes"] += entry.size
-        return entry, buf.tokens
+        self.stats["bytes"] += sealed.entry.size
+        return sealed.entry
 
     def forget(self, gids: set[GroupId] | None = None) -> list[Any]:
         """Drop buffers and cached positions (partitions revoked); returns the dropped tokens.

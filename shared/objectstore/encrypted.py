@@ -57,10 +57,11 @@ class EncryptedObjectStore(ObjectStore):
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
         aead, size, prefix = self._aead(bucket), len(data), secrets.token_bytes(8)
-        parts = [HEADER.pack(MAGIC, size, prefix)]
+        parts, view = [HEADER.pack(MAGIC, size, prefix)], memoryview(data)
         for i, off in enumerate(range(0, size, CHUNK)):
             nonce = prefix + struct.pack(">I", i)
-            parts.append(aead.encrypt(nonce, bytes(data[off:off + CHUNK]), self._aad(bucket, key, i, size)))
+            # a view, not a copy, of each chunk (cryptography takes any buffer)
+            parts.append(aead.encrypt(nonce, view[off:off + CHUNK], self._aad(bucket, key, i, size)))
         self.inner.put(bucket, key, b"".join(parts))
 
     def _header(self, bucket: str, key: str, raw: bytes) -> tuple[int, bytes]:

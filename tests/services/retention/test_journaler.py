@@ -119,3 +119,61 @@ def test_bookmark_in_timeline_entry():
     entry, _ = j.flush("acme", "g1")
     assert [(b.name, b.sequence, b.timestamp_ns) for b in entry.bookmarks] == \
            [("dialback.initial-sync-complete", 2, 6)]
+
+
+def test_compress_probe_skips_incompressible_and_keeps_original_bytes():
+    import os
+
+    from shared.frames import Codec, data_record, encode_batch
+    from shared.journal import compress_record, iter_segment_records
+
+    rand = data_record("disk0", 1, 1, 0, os.urandom(256 << 10))
+    text = data_record("disk0", 2, 2, 0, b"dialback " * (256 << 10 // 9) + b"x" * ((256 << 10) % 9))
+    assert compress_record(rand) is rand                      # the probe said no: not compressed whole
+    assert compress_record(text).codec == Codec.ZSTD
+    store = MemoryObjectStore()
+    j = Journaler(store, compress=True)
+    msg = encode_batch([rand])
+    j.next_expected("acme", "g1")
+    assert j.offer("acme", "g1", msg, "t1").value == "buffered"
+    sealed = j.seal("acme", "g1")
+    assert j.encode(sealed) == [msg]                          # stored byte for byte, no re-encode
+    j.write_segment(sealed)
+    j.write_entry(sealed)
+    body = store.get("dialback-acme", sealed.entry.segment)
+    assert [r.payload for r in iter_segment_records(body)] == [rand.payload]
+
+
+def test_failed_flush_keeps_buffer_and_later_records_join_it():
+    from shared.objectstore import TransientStoreError
+
+    class FailSegmentsOnce(MemoryObjectStore):
+        fail = True
+
+        def put(self, bucket, key, data):
+            if self.fail and key.endswith(".json"):
+                self.fail = False
+                raise TransientStoreError("down (test)")
+            super().put(bucket, key, data)
+
+    store = FailSegmentsOnce()
+    j = Journaler(store)
+    recs = random_records(20, seed=11)
+    msgs = batches_of(recs, 5)
+    j.next_expected("acme", "g1")
+    for i, m in enumerate(msgs[:2]):
+        j.offer("acme", "g1", m, i)
+    try:
+        j.flush("acme", "g1")
+        raise AssertionError("the timeline PUT should have failed")
+    except TransientStoreError:
+        pass
+    for i, m in enumerate(msgs[2:], start=2):
+        assert j.offer("acme", "g1", m, i) is Outcome.BUFFERED
+    entry, tokens = j.flush("acme", "g1")
+    assert (entry.first_seq, entry.last_seq) == (1, 20) and tokens == [0, 1, 2, 3]
+    got = list(iter_segment_records(store.get("dialback-acme", entry.segment)))
+    assert [r.sequence for r in got] == list(range(1, 21))
+    def shape(rs):
+        return [(r.volume, r.offset, r.length, r.kind) for r in rs]
+    assert shape(got) == shape(recs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from services.retention.journaler import Journaler, Outcome
 from services.retention.processor import Processor
@@ -63,12 +64,15 @@ def test_store_failure_keeps_buffer_unacked_then_retries():
         proc, acked = _proc(store, now)
         recs = random_records(10, seed=3)
         await proc.on_message(TOPIC, "p0", b"g1", batches_of(recs, 10)[0], 0)
+        proc.retry_pause = 0.01
         store.fail = True
         now[0] = 5.0
-        assert await proc.flush_due() == 0
+        assert await proc.flush_due(wait=False) == 1  # upload started in the background
+        await asyncio.sleep(0.1)                       # ... and retried while the store fails
         assert acked == [] and proc.last_flush_error
+        assert last_sequence(store, "dialback-acme", "g1") == 0
         store.fail = False
-        assert await proc.flush_due() == 1
+        await proc.drain()
         assert acked == [0] and proc.last_flush_error is None
         assert last_sequence(store, "dialback-acme", "g1") == 10
     asyncio.run(run())
@@ -86,13 +90,14 @@ def test_bad_key_and_gap_are_acked_without_writing():
     asyncio.run(run())
 
 
-def test_size_triggers_flush_inline():
+def test_size_triggers_background_flush():
     async def run():
         store, now = MemoryObjectStore(), [0.0]
         proc, acked = _proc(store, now, max_bytes=64 << 10)
         recs = random_records(60, seed=5)
         for i, b in enumerate(batches_of(recs, 3)):
             await proc.on_message(TOPIC, "p0", b"g1", b, i)
+        await proc.drain()
         assert last_sequence(store, "dialback-acme", "g1") > 0
         assert acked and acked == list(range(len(acked)))
     asyncio.run(run())
@@ -108,4 +113,119 @@ def test_revoke_forgets_without_acking():
         now[0] = 5.0
         assert await proc.flush_due() == 0
         assert acked == [] and last_sequence(store, "dialback-acme", "g1") == 0
+    asyncio.run(run())
+
+
+class SlowFirstSegmentStore(MemoryObjectStore):
+    """The PUT of the segment starting at sequence 1 blocks until released; records timeline PUTs in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.first = True
+        self.timeline: list[str] = []
+        self.fail_timeline = False
+
+    def put(self, bucket, key, data):
+        if key.endswith(".seg") and "/00000000000000000001-" in key and self.first:
+            self.first = False
+            assert self.release.wait(10), "test never released the first segment"
+        if "/timeline/" in key:
+            if self.fail_timeline:
+                raise TransientStoreError("timeline down (test)")
+            self.timeline.append(key)
+        super().put(bucket, key, data)
+
+
+def test_pipelined_uploads_keep_timeline_and_acks_in_order():
+    async def run():
+        store, now = SlowFirstSegmentStore(), [0.0]
+        proc, acked = _proc(store, now, max_bytes=64 << 10)
+        proc.max_inflight = 3
+        recs = random_records(60, seed=7)
+        msgs = batches_of(recs, 3)
+        i = 0
+        # Reading goes on while segment 1 hangs: segments 2.. are sealed and uploaded meanwhile.
+        while len(proc._inflight[("acme", "g1")]) < 3 and i < len(msgs):
+            await proc.on_message(TOPIC, "p0", b"g1", msgs[i], i)
+            i += 1
+        assert len(proc._inflight[("acme", "g1")]) == 3, "uploads did not overlap reading"
+        await asyncio.sleep(0.2)  # segments 2 and 3 are durable by now, their entries must wait
+        assert store.timeline == [] and acked == []
+        assert last_sequence(store, "dialback-acme", "g1") == 0
+        store.release.set()
+        for j in range(i, len(msgs)):
+            await proc.on_message(TOPIC, "p0", b"g1", msgs[j], j)
+        await proc.flush_all()
+        ranges = [tuple(int(x) for x in k.rsplit("/", 1)[1][:-5].split("-")) for k in store.timeline]
+        assert ranges[0][0] == 1 and ranges[-1][1] == 60
+        assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:])), ranges  # written in order, gap-free
+        assert acked == list(range(len(msgs)))
+    asyncio.run(run())
+
+
+def test_inflight_bound_holds_the_message_path():
+    async def run():
+        store, now = SlowFirstSegmentStore(), [0.0]
+        proc, acked = _proc(store, now, max_bytes=64 << 10)
+        proc.max_inflight = 2
+        msgs = batches_of(random_records(60, seed=8), 3)
+        fed = 0
+
+        async def feed():
+            nonlocal fed
+            for i, m in enumerate(msgs):
+                await proc.on_message(TOPIC, "p0", b"g1", m, i)
+                fed += 1
+        task = asyncio.ensure_future(feed())
+        await asyncio.sleep(0.3)
+        assert not task.done() and fed < len(msgs)  # held: two uploads pending, a third segment full
+        assert len(proc._inflight[("acme", "g1")]) == 2 and acked == []
+        store.release.set()
+        await asyncio.wait_for(task, 10)
+        await proc.flush_all()
+        assert acked == list(range(len(msgs)))
+        assert last_sequence(store, "dialback-acme", "g1") == 60
+    asyncio.run(run())
+
+
+def test_revoke_stops_pending_uploads_before_their_timeline_entry():
+    async def run():
+        store, now = SlowFirstSegmentStore(), [0.0]
+        proc, acked = _proc(store, now, max_bytes=64 << 10)
+        proc.max_inflight = 3
+        msgs = batches_of(random_records(60, seed=9), 3)
+        i = 0
+        while len(proc._inflight[("acme", "g1")]) < 2:
+            await proc.on_message(TOPIC, "p0", b"g1", msgs[i], i)
+            i += 1
+        proc.revoke({"p0"})
+        store.release.set()
+        await proc.settle()
+        assert store.timeline == [] and acked == []  # nothing of the revoked generation became visible
+        # The partition comes back: everything is read again from the (empty) timeline.
+        for j, m in enumerate(msgs):
+            await proc.on_message(TOPIC, "p0", b"g1", m, 100 + j)
+        await proc.flush_all()
+        assert last_sequence(store, "dialback-acme", "g1") == 60
+        assert acked == [100 + j for j in range(len(msgs))]
+    asyncio.run(run())
+
+
+def test_failed_timeline_entry_blocks_later_entries_until_it_is_written():
+    async def run():
+        store, now = SlowFirstSegmentStore(), [0.0]
+        store.first = False
+        proc, acked = _proc(store, now, max_bytes=64 << 10)
+        proc.retry_pause = 0.01
+        store.fail_timeline = True
+        msgs = batches_of(random_records(30, seed=10), 3)
+        task = asyncio.ensure_future(asyncio.gather(*[proc.on_message(TOPIC, "p0", b"g1", m, i)
+                                                      for i, m in enumerate(msgs)]))
+        await asyncio.sleep(0.3)
+        assert acked == [] and store.timeline == [] and proc.last_flush_error
+        store.fail_timeline = False
+        await asyncio.wait_for(task, 10)
+        await proc.flush_all()
+        assert acked == list(range(len(msgs))) and last_sequence(store, "dialback-acme", "g1") == 30
     asyncio.run(run())
