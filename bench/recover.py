@@ -128,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         if model is not None:
             result["verified"] = file_sha256(out) == hashlib.sha256(model).hexdigest()
         out.unlink(missing_ok=True)
+        if not args.work_dir:
+            work.rmdir()
         print(json.dumps(result, indent=2))
         return 0 if result.get("verified", True) else 1
     finally:
