@@ -36,18 +36,12 @@ def register(app: typer.Typer) -> None:
         from services.recovery.verify import planned_bytes, verify_tenant
         from services.retention.gc import list_groups
         from shared.objectstore import ObjectStoreError
-        from shared.objectstore.factory import store_from_settings
-        from shared.tenancy import tenant_bucket
+        from shared.objectstore.factory import open_tenant_bucket
 
         try:
             now_ns = parse_time(now) if now is not None else None
             s = RecoverySettings()
-            bucket = tenant_bucket(tenant, s.bucket_prefix)
-            store = store_from_settings(s)
-            if not store.bucket_exists(bucket):
-                err.print(f"[red]error:[/red] tenant {tenant!r} has no bucket {bucket!r}; check the tenant id "
-                          "and DIALBACK_S3_* / DIALBACK_BUCKET_PREFIX")
-                raise typer.Exit(2)
+            store, bucket = open_tenant_bucket(s, tenant)
             groups = [group] if group else list_groups(store, bucket)
             total = planned_bytes(store, bucket, groups)
         except (RecoveryError, ValueError, ObjectStoreError) as e:

@@ -31,17 +31,11 @@ def register(app: typer.Typer) -> None:
         from services.retention.accounting import measure_tenant
         from services.retention.config import RetentionSettings
         from shared.errors import DialbackError
-        from shared.objectstore.factory import store_from_settings
-        from shared.tenancy import tenant_bucket
+        from shared.objectstore.factory import open_tenant_bucket
 
         try:
             s = RetentionSettings()
-            bucket = tenant_bucket(tenant, s.bucket_prefix)
-            store = store_from_settings(s)
-            if not store.bucket_exists(bucket):
-                err.print(f"[red]error:[/red] tenant {tenant!r} has no bucket {bucket!r}; check the tenant id "
-                          "and DIALBACK_S3_* / DIALBACK_BUCKET_PREFIX")
-                raise typer.Exit(2)
+            store, bucket = open_tenant_bucket(s, tenant)
             u = measure_tenant(store, bucket)
         except (DialbackError, ValueError) as e:
             err.print(f"[red]error:[/red] {e}")

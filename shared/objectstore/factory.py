@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from shared.crypto.keyring import Keyring, load_master_key
-from shared.objectstore.base import ObjectStore
+from shared.objectstore.base import ObjectStore, PermanentStoreError
 from shared.objectstore.encrypted import EncryptedObjectStore
 from shared.objectstore.minio import MinioObjectStore
 
@@ -35,3 +35,19 @@ def wrap(inner: ObjectStore) -> ObjectStore:
 
 def store_from_settings(settings) -> ObjectStore:
     return wrap(MinioObjectStore.from_settings(settings))
+
+
+class NoTenantBucket(PermanentStoreError):
+    """The tenant has no bucket in the configured object store."""
+
+
+def open_tenant_bucket(settings, tenant: str) -> tuple[ObjectStore, str]:
+    """(store, bucket) of ``tenant`` for operator commands; NoTenantBucket says what to check."""
+    from shared.tenancy import tenant_bucket
+
+    bucket = tenant_bucket(tenant, settings.bucket_prefix)
+    store = store_from_settings(settings)
+    if not store.bucket_exists(bucket):
+        raise NoTenantBucket(f"tenant {tenant!r} has no bucket {bucket!r}; check the tenant id "
+                             "and DIALBACK_S3_* / DIALBACK_BUCKET_PREFIX")
+    return store, bucket
