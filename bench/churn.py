@@ -1,8 +1,8 @@
 """Sustained churn through the whole data path, measured end to end.
 
     .venv/bin/dialback stack up
-    .venv/bin/python bench/churn.py --rate 50 --seconds 30      # MB/s offered through the tap
-    .venv/bin/python bench/churn.py --rate 0 --seconds 20       # as fast as the tap takes it
+    .venv/bin/python -m bench.churn --rate 50 --seconds 30      # MB/s offered through the tap
+    .venv/bin/python -m bench.churn --rate 0 --seconds 20       # as fast as the tap takes it
 
 Starts ingest, retention, recovery and an agent as local processes against the
 running stack, writes random blocks (256 KiB by default) through the tap's NBD export at the
@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from agent.nbd.client import connect
+from bench.cpu import CpuMeter
 from deploy.local.pipeline import Pipeline
 from deploy.local.stack import Stack
 
@@ -101,6 +102,10 @@ def main() -> None:
         payloads = [rng.randbytes(block) for _ in range(64)]
         tap_ack: list[float] = []
         blocks = (args.disk_mib << 20) // block
+        cpu = CpuMeter({
+            "agent": agent.managed.pid(), **{n: m.pid() for n, m in p.services.items()},
+            "kafka": stack.kafka().pid(), "minio": stack.minio().pid(), "bench": os.getpid(),
+        })
         t0 = time.monotonic()
         with connect("127.0.0.1", agent.nbd_port, "d0") as c:
             i = 0
@@ -125,6 +130,8 @@ def main() -> None:
                if recoverable.time_of(base + 1 + k)]
         end = recoverable.time_of(last_seq)
         mb = len(tap_ack) * block / 1e6
+        cpu_use = cpu.stop((end or time.monotonic()) - t0, mb)
+        mb = len(tap_ack) * block / 1e6
         print(json.dumps({
             "bench": "churn",
             "offered_MBps": args.rate or "unthrottled",
@@ -136,6 +143,8 @@ def main() -> None:
             "writes": len(tap_ack),
             "all_recoverable": end is not None,
             "cpus": os.cpu_count(),
+            "cpu": cpu_use,
+            "load_average": os.getloadavg()[0],
             "targets": {"sustained_MBps": 100, "p99_rpo_s_at_50MBps": 1.0, "p99_recoverable_lag_s": 5.0},
         }, indent=2))
     finally:

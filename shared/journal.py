@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator, Sequence
 
+import cachetools
 import zstandard
 
 from shared import keys
@@ -191,24 +192,60 @@ def put_timeline_entry(store: ObjectStore, bucket: str, group: str, entry: Timel
 
 # --- reading ---------------------------------------------------------------
 
-def read_timeline(store: ObjectStore, bucket: str, group: str, start_after: str = "",
-                  workers: int = 8) -> list[TimelineEntry]:
-    """Timeline entries in key (= first sequence) order; entries are fetched in parallel."""
-    names = [i.key for i in store.list(bucket, keys.timeline_prefix(group), start_after=start_after)
-             if i.key.endswith(".json")]
+class TimelineCache:
+    """Timeline entries already read, by (bucket, key, stored size); bounded, least recently used out.
 
-    def fetch(key: str) -> TimelineEntry | None:
+    A timeline entry is written once per key (the key is its sequence range) and
+    never changed, so a reader that lists the timeline again (recovery answering
+    ``points`` every few seconds) only needs to GET the entries it has not seen:
+    O(new entries) per call instead of O(timeline). The stored size is part of
+    the key, so a rewritten entry is read again. Listing still decides what
+    exists: an entry removed by GC is not returned, whatever the cache holds.
+    """
+
+    def __init__(self, max_entries: int = 200_000) -> None:
+        self._lru: cachetools.LRUCache = cachetools.LRUCache(max_entries)
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, int]) -> "TimelineEntry | None":
+        with self._lock:
+            return self._lru.get(key)
+
+    def put(self, key: tuple[str, str, int], entry: "TimelineEntry") -> None:
+        with self._lock:
+            self._lru[key] = entry
+
+
+def read_timeline(store: ObjectStore, bucket: str, group: str, start_after: str = "",
+                  workers: int = 8, cache: TimelineCache | None = None) -> list[TimelineEntry]:
+    """Timeline entries in key (= first sequence) order; entries not in ``cache`` are fetched in parallel."""
+    infos = [i for i in store.list(bucket, keys.timeline_prefix(group), start_after=start_after)
+             if i.key.endswith(".json")]
+    got: dict[str, TimelineEntry | None] = {}
+    missing = []
+    for i in infos:
+        hit = cache.get((bucket, i.key, i.size)) if cache is not None else None
+        if hit is None:
+            missing.append(i)
+        else:
+            got[i.key] = hit
+
+    def fetch(info) -> TimelineEntry | None:
         try:
-            return TimelineEntry.from_json(store.get(bucket, key), f"{bucket}/{key}")
+            entry = TimelineEntry.from_json(store.get(bucket, info.key), f"{bucket}/{info.key}")
         except ObjectNotFound:
             return None  # removed by garbage collection while we listed
+        if cache is not None:
+            cache.put((bucket, info.key, info.size), entry)
+        return entry
 
-    if len(names) <= 1 or workers <= 1:
-        got = [fetch(k) for k in names]
+    if len(missing) <= 1 or workers <= 1:
+        fetched = [fetch(i) for i in missing]
     else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            got = list(pool.map(fetch, names))
-    return [e for e in got if e is not None]
+        with ThreadPoolExecutor(max_workers=min(workers, len(missing))) as pool:
+            fetched = list(pool.map(fetch, missing))
+    got.update((i.key, e) for i, e in zip(missing, fetched))
+    return [e for e in (got[i.key] for i in infos) if e is not None]
 
 
 def last_sequence(store: ObjectStore, bucket: str, group: str) -> int:

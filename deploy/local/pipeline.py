@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +27,17 @@ import httpx
 from deploy.local.process import Managed, free_port
 from services.ingest.provision import create_tenant_with_credentials
 from shared.crypto.keyring import Keyring, ensure_master_key, load_master_key
+
+
+_clients = threading.local()
+
+
+def _http() -> httpx.Client:
+    """This thread's HTTP client: one per thread, kept, so polling loops do not build a TLS context per call."""
+    c = getattr(_clients, "client", None)
+    if c is None:
+        c = _clients.client = httpx.Client(timeout=30)
+    return c
 
 
 def _http_ok(url: str) -> bool:
@@ -44,7 +56,7 @@ class Agent:
     control_url: str
 
     def status(self) -> dict:
-        return httpx.get(f"{self.control_url}/status", timeout=10).json()
+        return _http().get(f"{self.control_url}/status", timeout=10).json()
 
     def group_status(self) -> dict:
         return self.status()["groups"][self.group]
@@ -177,7 +189,7 @@ class Pipeline:
         return {"Authorization": f"Bearer {self.token}"}
 
     def points(self, group: str) -> dict:
-        r = httpx.get(f"{self.recovery_url}/v1/groups/{group}/points", headers=self.auth(), timeout=30)
+        r = _http().get(f"{self.recovery_url}/v1/groups/{group}/points", headers=self.auth(), timeout=30)
         r.raise_for_status()
         return r.json()
 
@@ -186,7 +198,7 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            r = httpx.get(f"{self.recovery_url}/v1/groups/{group}/points", headers=self.auth(), timeout=30)
+            r = _http().get(f"{self.recovery_url}/v1/groups/{group}/points", headers=self.auth(), timeout=30)
             if r.status_code == 200:
                 last = r.json()
                 if last["latest"] and last["latest"]["sequence"] >= sequence:

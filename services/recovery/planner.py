@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from shared import bases as B
 from shared.journal import INITIAL_SYNC_BOOKMARK, Bookmark, TimelineEntry, chain_from, iter_segment_records, \
-    read_manifest, read_timeline
+    TimelineCache, read_manifest, read_timeline
 from shared.objectstore import ObjectStore
 from services.recovery.errors import BadRequest, NotFound, OutOfRange
 
@@ -274,14 +274,17 @@ class GroupJournal:
         raise OutOfRange(f"sequence {sequence} is not retained")  # unreachable after the range check
 
 
-def load_group(store: ObjectStore, bucket: str, group: str) -> GroupJournal:
-    """Manifest + timeline of a group; NotFound when the tenant has no such group."""
+def load_group(store: ObjectStore, bucket: str, group: str, cache: TimelineCache | None = None) -> GroupJournal:
+    """Manifest + timeline of a group; NotFound when the tenant has no such group.
+
+    ``cache``: timeline entries read before (shared.journal.TimelineCache), so only new ones are fetched.
+    """
     if not store.bucket_exists(bucket):
         raise NotFound(f"group {group!r} not found")
     volumes = read_manifest(store, bucket, group)
     if volumes is None:
         raise NotFound(f"group {group!r} not found (no manifest: is it registered with ingest?)")
-    entries = read_timeline(store, bucket, group)
+    entries = read_timeline(store, bucket, group, cache=cache)
     base_seqs = B.list_base_sequences(store, bucket, group)
     run = chain(entries)
     j = GroupJournal(bucket, group, volumes, run, base_seqs, _store=store)

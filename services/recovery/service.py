@@ -21,6 +21,7 @@ from services.recovery.errors import BadRequest, NotFound, OutOfRange
 from services.recovery.planner import At, GroupJournal, Point, load_group
 from shared import keys, leases
 from shared.bases import Base
+from shared.journal import TimelineCache
 from services.recovery.synth import Progress, SynthStats, synthesize
 from services.recovery.usage import ImageUsage
 from services.recovery.upload import check_target_key, upload_file
@@ -62,13 +63,14 @@ class Recovery:
         self.bucket_prefix = bucket_prefix
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
         self.prefetch = prefetch
+        self.timeline_cache = TimelineCache()
 
     def _group(self, tenant: str, group: str) -> GroupJournal:
         try:
             check_volume(group)
         except ValueError as err:
             raise BadRequest(str(err)) from err
-        return load_group(self.store, tenant_bucket(tenant, self.bucket_prefix), group)
+        return load_group(self.store, tenant_bucket(tenant, self.bucket_prefix), group, self.timeline_cache)
 
     def verify(self, tenant: str, group: str) -> dict:
         """Read and check everything the group's retained points need (docs/storage.md, "Verify")."""
@@ -114,7 +116,7 @@ class Recovery:
             lease = leases.acquire(self.store, plan.journal.bucket, plan.journal.group, plan.base_seq,
                                    plan.base_seq, ttl_s or self.lease_ttl_s, holder=holder)
             try:
-                j = load_group(self.store, plan.journal.bucket, plan.journal.group)
+                j = load_group(self.store, plan.journal.bucket, plan.journal.group, self.timeline_cache)
                 point = j.resolve(At.of(sequence=plan.point.sequence), self.store)
                 again = Plan(j, Point(point.sequence, plan.point.timestamp_ns), plan.volumes, j.base_for(point),
                              plan.tenant)
