@@ -51,6 +51,7 @@ class AgentSettings(CommonSettings):
     spool_low_water_bytes: int | None = Field(None, description="resync starts below this (default: limit/4)")
     sync_pace_bytes: int | None = Field(None, description="sync pauses above this backlog (default: limit/2)")
     segment_bytes: int = 64 << 20
+    spool_spare_segments: int = Field(2, ge=0, description="retired spool segment files kept for reuse (page-cache friendly)")
     writeback_bytes: int = Field(8 << 20, description="start disk writeback after this many bytes (0: off)")
     backoff_cap_seconds: float = 10.0
     baseline: bool = Field(False, description="the disks already equal a point Dialback holds (a failover "

@@ -30,6 +30,7 @@ from agent.nbd.server import NbdServer
 from agent.shipper import Shipper
 from agent.spool import Spool
 from agent.sync import Syncer
+from shared.allocator import tune_allocator
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Agent:
         if not volumes:
             raise ValueError("no volumes to protect: pass --volume NAME=PATH (or set DIALBACK_AGENT_VOLUMES)")
         disks = {name: Disk(name, path) for name, path in volumes.items()}
-        spool = Spool(s.spool_dir / s.group, segment_bytes=s.segment_bytes)
+        spool = Spool(s.spool_dir / s.group, segment_bytes=s.segment_bytes, spare_segments=s.spool_spare_segments)
         group = Group(s.group, disks, spool, s.spool_limit_bytes, s.low_water, s.writeback_bytes)
         if group.state.initial_sync_complete or s.baseline:
             # With a known baseline the syncer finds nothing to copy and only records the
@@ -148,6 +149,7 @@ class Agent:
 
 def run_agent(settings: AgentSettings) -> None:
     """Run in the foreground until SIGINT/SIGTERM."""
+    tune_allocator()
 
     async def main() -> None:
         stop = asyncio.Event()

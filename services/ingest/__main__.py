@@ -8,10 +8,12 @@ import uvicorn
 
 from services.ingest.app import create_app
 from services.ingest.config import IngestSettings
+from shared.allocator import tune_allocator
 
 
 def main(settings: IngestSettings | None = None) -> None:
     settings = settings or IngestSettings()
+    tune_allocator()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=settings.ingest_host, port=settings.ingest_port,
                 log_level=settings.log_level.lower())

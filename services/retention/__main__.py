@@ -15,11 +15,13 @@ import time
 
 from services.retention.config import RetentionSettings
 from services.retention.topics import discover
+from shared.allocator import tune_allocator
 from shared.objectstore.factory import store_from_settings
 
 
 def main() -> None:
     settings = RetentionSettings()
+    tune_allocator()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("services.retention")
     writes: list[str] = []
