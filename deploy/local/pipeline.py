@@ -224,6 +224,26 @@ class Pipeline:
         for s in self.services.values():
             s.stop()
 
+    def purge(self) -> None:
+        """Delete this pipeline's tenant data from the stack: its Kafka topics and its bucket.
+
+        For benchmarks, which write gigabytes per run: without it a shared
+        stack fills the disk (MinIO then refuses writes). Call after stop_all().
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from shared.bus.kafka import admin
+        from shared.tenancy import tenant_bucket
+
+        adm = admin(self.env["DIALBACK_KAFKA_BOOTSTRAP"])
+        topics = [t for t in adm.list_topics(timeout=30).topics if self.tenant in t]
+        for fut in (adm.delete_topics(topics, operation_timeout=60).values() if topics else []):
+            fut.result(60)
+        store, bucket = self.store(), tenant_bucket(self.tenant)
+        if store.bucket_exists(bucket):
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda info: store.delete(bucket, info.key), list(store.list(bucket))))
+
     def logs(self) -> str:
         out = []
         for m in [*self.services.values(), *(a.managed for a in self.agents)]:
