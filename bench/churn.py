@@ -68,6 +68,35 @@ class Watcher(threading.Thread):
         return None
 
 
+def _settle(stack: Stack, timeout: float = 180.0) -> None:
+    """Wait until Kafka and MinIO have really removed what purge() deleted.
+
+    Both delete in the background (Kafka's ``*-delete`` log directories, MinIO's
+    ``.minio.sys/tmp`` trash); left running, that work would land in the next
+    run's figures.
+    """
+    kafka_logs = stack.home / "kafka" / "logs"
+    trash = stack.home / "minio" / "data" / ".minio.sys" / "tmp"
+    deadline = time.monotonic() + timeout
+
+    def size(root: Path) -> int:  # files vanish while we walk: that is the point
+        total = 0
+        for d, _dirs, files in os.walk(root):
+            for f in files:
+                try:
+                    total += os.stat(os.path.join(d, f)).st_size
+                except FileNotFoundError:
+                    pass
+        return total
+
+    def pending() -> bool:
+        deleting = any(d.name.endswith("-delete") for d in kafka_logs.glob("*")) if kafka_logs.exists() else False
+        return deleting or size(trash) > 64 << 20
+
+    while pending() and time.monotonic() < deadline:
+        time.sleep(1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=float, default=50.0, help="offered MB/s (0 = unthrottled)")
@@ -152,6 +181,7 @@ def main() -> None:
     finally:
         p.stop_all()
         p.purge()  # its topics and objects: gigabytes a run, enough to fill the disk after a few
+        _settle(stack)
         shutil.rmtree(work, ignore_errors=True)  # disk image, spool and logs: ~0.5 GB a run
 
 

@@ -91,6 +91,9 @@ def server(cache: Path, data_dir: Path, port: int, controller_port: int, heap: s
         "num.partitions=1",
         "message.max.bytes=2097152",
         "replica.fetch.max.bytes=2097152",
+        # A deleted topic's files go at once, not a minute later in the middle of whatever runs
+        # next (tests and benchmarks delete their tenants' topics).
+        "file.delete.delay.ms=1000",
         "",
     ]))
     (data_dir / "log4j.properties").write_text(_LOG4J)
