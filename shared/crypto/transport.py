@@ -62,14 +62,14 @@ def seal(key: bytes, tenant: str, group: str, first: int, last: int, batch: byte
     return head + AESGCM(key).encrypt(nonce, batch, _aad(tenant, group, first, last))
 
 
-def open_sealed(key: bytes, tenant: str, group: str, body: bytes) -> tuple[bytes, int, int]:
+def open_sealed(key: bytes, tenant: str, group: str, body: bytes | bytearray) -> tuple[bytes, int, int]:
     """(batch, first_seq, last_seq) of a sealed body, or TransportError."""
     if len(body) < OVERHEAD or not is_sealed(body):
         raise TransportError(f"sealed batch is malformed: expected {MAGIC.decode()} header and at least "
                              f"{OVERHEAD} bytes, got {len(body)} bytes")
     _, first, last, nonce = _HEAD.unpack_from(body)
     try:
-        batch = AESGCM(key).decrypt(nonce, body[_HEAD.size:], _aad(tenant, group, first, last))
+        batch = AESGCM(key).decrypt(nonce, memoryview(body)[_HEAD.size:], _aad(tenant, group, first, last))
     except InvalidTag:
         raise TransportError(
             f"sealed batch {first}-{last} does not authenticate with this tenant's transport key: "
