@@ -269,7 +269,7 @@ class Spool:
             _fsync_dir(self.dir)
             self._wfd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         else:
-            self._wfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            self._wfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self._dir_unsynced = True  # the new name becomes durable at the next sync()
         self._segments.append(_Segment(path, first_seq))
 
