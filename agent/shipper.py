@@ -114,6 +114,8 @@ class Shipper:
         self._delay = backoff_start
         self._ready_at = 0.0
         self._prefetch: tuple[int, bool, asyncio.Future] | None = None  # (first, multi, body being built)
+        self._persisting: asyncio.Future | None = None  # saving acked_through in a worker thread
+        self._persist_again = False
 
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.ingest_url, transport=self.transport, timeout=30.0,
@@ -149,6 +151,33 @@ class Shipper:
                 if self._prefetch is not None:
                     self._prefetch[2].cancel()
                     self._prefetch = None
+                await self.flush_acks()
+
+    def _persist_soon(self) -> None:
+        """Save the marked acked_through in a worker thread; one save at a time, the latest wins."""
+        if self._persisting is not None and not self._persisting.done():
+            self._persist_again = True
+            return
+        self._persist_again = False
+        self._persisting = asyncio.ensure_future(asyncio.to_thread(self.group.spool.persist_acked))
+        self._persisting.add_done_callback(self._persisted)
+
+    def _persisted(self, fut: asyncio.Future) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("group %s: cannot save the spool state (%s); acknowledged records stay spooled "
+                      "until a save succeeds", self.group.name, fut.exception())
+        if self._persist_again:
+            self._persist_soon()
+
+    async def flush_acks(self) -> None:
+        """Wait until every acknowledgement received so far is saved."""
+        while self._persisting is not None and not self._persisting.done():
+            await asyncio.wait([self._persisting])
+        try:
+            await asyncio.to_thread(self.group.spool.persist_acked)
+        except OSError as err:
+            log.error("group %s: cannot save the spool state at shutdown (%s); acknowledged records "
+                      "will be resent and acknowledged again", self.group.name, err)
 
     async def register(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
         g = self.group
@@ -202,7 +231,11 @@ class Shipper:
             self.shipped_bytes += len(body)
             self.shipped_batches += 1
             self._ok()
-            await asyncio.to_thread(g.spool.ack, acked)
+            # In memory now (the next body starts after it); the fsynced state file and the
+            # trim follow off the shipping path. A crash before they land only resends records
+            # ingest already holds, which it acknowledges again without producing twice.
+            g.spool.mark_acked(acked)
+            self._persist_soon()
             return True
         if resp.status_code == 409:
             return await self._resend_from(resp, stop)

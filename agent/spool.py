@@ -133,6 +133,7 @@ class Spool:
         self._pending_sync: list[int] = []  # rotated segments not yet fsynced
         self._dir_unsynced = False
         self._save_lock = threading.Lock()  # orders state saves without blocking appends
+        self._saved_acked = -1  # acked_through as last written to the state file
         self._recover()
 
     # -- opening -------------------------------------------------------------
@@ -335,19 +336,40 @@ class Spool:
     def ack(self, through: int) -> None:
         """Record that ingest holds everything up to ``through``; trim whole segments.
 
-        The state file is written (and fsynced) before any segment is deleted,
+        The state file is written (and fsynced) before any segment is retired,
         and without holding the append lock, so acks never stall writes.
         """
         with self._save_lock:
-            with self._lock:
-                through = min(through, self.state.last_seq)
-                if through <= self.state.acked_through:
-                    return
-                self.state.acked_through = through
-                snapshot = replace(self.state, bookmarks=list(self.state.bookmarks))
-            state_mod.save(self.state_path, snapshot)
-            with self._lock:
-                self._trim_locked()
+            self.mark_acked(through)
+            self._persist_locked()  # also saves an ack marked earlier and not yet persisted
+
+    def mark_acked(self, through: int) -> bool:
+        """Advance ``acked_through`` in memory only (True if it moved); persist_acked() saves it.
+
+        Losing a marked but unsaved ack (a crash) only means resending records
+        ingest already holds: it acknowledges them again without producing twice.
+        """
+        with self._lock:
+            through = min(through, self.state.last_seq)
+            if through <= self.state.acked_through:
+                return False
+            self.state.acked_through = through
+            return True
+
+    def persist_acked(self) -> None:
+        """Save the state with the marked ``acked_through`` (fsynced), then trim; no-op if already saved."""
+        with self._save_lock:
+            self._persist_locked()
+
+    def _persist_locked(self) -> None:
+        with self._lock:
+            if self.state.acked_through == self._saved_acked:
+                return
+            snapshot = replace(self.state, bookmarks=list(self.state.bookmarks))
+        state_mod.save(self.state_path, snapshot)
+        self._saved_acked = snapshot.acked_through
+        with self._lock:
+            self._trim_locked()
 
     def _trim_locked(self) -> None:
         while self._segments and self._segments[0].last_seq <= self.state.acked_through:
@@ -379,6 +401,7 @@ class Spool:
             with self._lock:
                 snapshot = replace(self.state, bookmarks=list(self.state.bookmarks))
             state_mod.save(self.state_path, snapshot)
+            self._saved_acked = snapshot.acked_through
 
     # -- figures -------------------------------------------------------------
     def disk_bytes(self) -> int:

@@ -224,3 +224,28 @@ def test_no_spares_means_retired_files_are_deleted(tmp_path):
     sp.ack(20)
     assert not list(tmp_path.glob("*.spare"))
     assert len(list(tmp_path.glob("*.seg"))) <= 1
+
+
+def test_marked_ack_is_saved_and_trimmed_only_when_persisted(tmp_path):
+    sp = Spool(tmp_path, segment_bytes=5000)
+    _fill(sp, 1, 20)
+    sp.save_state()
+    segs = len(list(tmp_path.glob("*.seg")))
+    assert sp.mark_acked(20) and not sp.mark_acked(19)  # monotonic
+    assert sp.acked_through == 20 and sp.pending() == (0, 0)
+    assert len(list(tmp_path.glob("*.seg"))) == segs  # nothing trimmed yet
+    del sp
+    assert Spool(tmp_path, segment_bytes=5000).acked_through == 0  # not saved: a crash forgets it
+
+
+def test_persist_acked_saves_then_trims(tmp_path):
+    sp = Spool(tmp_path, segment_bytes=5000)
+    _fill(sp, 1, 20)
+    sp.mark_acked(20)
+    sp.persist_acked()
+    assert len(list(tmp_path.glob("*.seg"))) <= 1
+    sp.persist_acked()  # nothing new: no-op
+    sp.mark_acked(15)
+    sp.ack(15)  # an older ack saves nothing new either
+    sp.close()
+    assert Spool(tmp_path, segment_bytes=5000).acked_through == 20
