@@ -68,6 +68,21 @@ class Watcher(threading.Thread):
         return None
 
 
+def _ingest_figures(url: str) -> dict[str, float]:
+    """Sums and counts from ingest's /metrics: Kafka wait per log, bodies by outcome."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            if smp.name in ("dialback_ingest_produce_seconds_sum", "dialback_ingest_produce_seconds_count"):
+                out[f"{smp.labels['log']}_{smp.name.rsplit('_', 1)[1]}"] = smp.value
+            elif smp.name == "dialback_ingest_batches_total":
+                out[smp.labels["outcome"]] = out.get(smp.labels["outcome"], 0) + smp.value
+    return out
+
+
 def _settle(stack: Stack, timeout: float = 180.0) -> None:
     """Wait until Kafka and MinIO have really removed what purge() deleted.
 
@@ -137,6 +152,7 @@ def main() -> None:
             "agent": agent.managed.pid(), **{n: m.pid() for n, m in p.services.items()},
             "kafka": stack.kafka().pid(), "minio": stack.minio().pid(), "bench": os.getpid(),
         })
+        ing0 = _ingest_figures(p.ingest_url)
         t0 = time.monotonic()
         with connect("127.0.0.1", agent.nbd_port, "d0") as c:
             i = 0
@@ -162,6 +178,8 @@ def main() -> None:
         end = recoverable.time_of(last_seq)
         mb = len(tap_ack) * block / 1e6
         cpu_use = cpu.stop((end or time.monotonic()) - t0, mb)
+        ing = {k: v - ing0.get(k, 0) for k, v in _ingest_figures(p.ingest_url).items()}
+        bodies = ing.get("accepted", 0)
         mb = len(tap_ack) * block / 1e6
         print(json.dumps({
             "bench": "churn",
@@ -175,6 +193,12 @@ def main() -> None:
             "all_recoverable": end is not None,
             "cpus": os.cpu_count(),
             "cpu": cpu_use,
+            # Where a body's time goes in ingest: the wait for Kafka's acks (writes, then control).
+            "ingest": {"bodies": int(bodies), "duplicate_bodies": int(ing.get("duplicate", 0)),
+                       "kafka_wait_ms_per_body": {
+                           log_: round(1000 * ing.get(f"{log_}_sum", 0) / max(1, ing.get(f"{log_}_count", 0)), 1)
+                           for log_ in ("writes", "control")},
+                       "MB_per_body": round(mb / max(1, bodies), 2)},
             "load_average": os.getloadavg()[0],
             "targets": {"sustained_MBps": 100, "p99_rpo_s_at_50MBps": 1.0, "p99_recoverable_lag_s": 5.0},
         }, indent=2))
