@@ -62,7 +62,8 @@ def create_app(settings: IngestSettings | None = None, *, writes: WritesLog | No
         usage = kafka_usage(settings)
     auth = auth or TenantAuth(settings.resolved_tenants_file())
     keys = keys or TransportKeys(keyring_from_env())
-    service = IngestService(writes, control, IngestMetrics(), keys=keys, usage=usage)
+    service = IngestService(writes, control, IngestMetrics(), keys=keys, usage=usage,
+                            reorder_wait_s=settings.reorder_wait_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):

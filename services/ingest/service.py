@@ -5,6 +5,12 @@ and registering groups (volume ids are unique across a tenant's groups); one
 asyncio.Lock per group serializes batches, so two concurrent posts cannot
 both pass the continuity check. Blocking Kafka calls run in worker threads.
 
+Reordering: an agent may have two bodies of a group in flight; the second
+can win the group lock first. A body that would be a gap waits (releasing
+the lock) while another body of its group is still arriving, up to
+``reorder_wait_s``, and is planned again after each acknowledgement; with
+nothing else arriving, a gap is refused at once (409), as before.
+
 Durability: a batch is acknowledged (and ``acked_through`` advanced in
 memory) only after the writes log AND the control log acknowledged. If
 either fails, the caller gets IngestUnavailable and the state is unchanged;
@@ -15,12 +21,13 @@ which retention tolerates (data-path.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
 from services.ingest.batches import BodyPlan, plan_body, plan_single
 from services.ingest.bus import BusUnavailable, ControlLog, WritesLog
-from services.ingest.errors import GroupConflict, IngestUnavailable, InvalidRegistration, UnknownGroup
+from services.ingest.errors import GroupConflict, IngestUnavailable, InvalidRegistration, SequenceGap, UnknownGroup
 from services.ingest.metrics import IngestMetrics
 from services.ingest.state import GroupState, TenantState, acked_event, registered_event
 from services.ingest.transport import TransportKeys, open_body
@@ -64,8 +71,12 @@ def parse_volumes(volumes: list[dict] | object) -> dict[str, int]:
 
 class IngestService:
     def __init__(self, writes: WritesLog, control: ControlLog, metrics: IngestMetrics | None = None,
-                 keys: TransportKeys | None = None, usage: IngestUsage | None = None) -> None:
+                 keys: TransportKeys | None = None, usage: IngestUsage | None = None,
+                 reorder_wait_s: float = 5.0) -> None:
         self.writes, self.control = writes, control
+        self.reorder_wait_s = reorder_wait_s
+        self._arriving: dict[tuple[str, str], int] = {}
+        self._acked: dict[tuple[str, str], asyncio.Condition] = {}
         self.metrics = metrics or IngestMetrics()
         self.keys = keys or TransportKeys(None)
         self.usage = usage
@@ -144,6 +155,31 @@ class IngestService:
 
     # -- batches -------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def arriving(self, tenant: str, group: str):
+        """Count a body of the group from its first byte to its answer (see "Reordering")."""
+        key = (tenant, group)
+        self._arriving[key] = self._arriving.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._arriving[key] -= 1
+            if not self._arriving[key]:
+                del self._arriving[key]
+            if key in self._acked:  # a body waiting for this one re-checks (this one may have failed)
+                asyncio.ensure_future(self._wake(self._acked[key]))
+
+    @staticmethod
+    async def _wake(cond: asyncio.Condition) -> None:
+        async with cond:
+            cond.notify_all()
+
+    def _condition(self, tenant: str, group: str) -> asyncio.Condition:
+        key = (tenant, group)
+        if key not in self._acked:
+            self._acked[key] = asyncio.Condition(self._group_locks.setdefault(key, asyncio.Lock()))
+        return self._acked[key]
+
     async def accept_batch(self, tenant: str, group: str, body: bytes, sealed: bool = False,
                            multi: bool = False) -> tuple[int, BodyPlan]:
         """Open (if sealed), validate, produce and acknowledge one body; returns (acked_through, plan).
@@ -165,9 +201,22 @@ class IngestService:
     async def _accept_locked(self, tenant: str, group: str, body: bytes,
                              sealed_range: tuple[int, int] | None, multi: bool) -> tuple[int, BodyPlan]:
         st = self._tenants[tenant]
-        async with self._group_locks.setdefault((tenant, group), asyncio.Lock()):
-            gs = st.groups[group]  # re-read under the lock: a previous batch may have advanced it
-            plan = await asyncio.to_thread(plan_body if multi else plan_single, body, gs, sealed_range)
+        acked = self._condition(tenant, group)
+        deadline = time.monotonic() + self.reorder_wait_s
+        async with acked:
+            while True:
+                gs = st.groups[group]  # re-read under the lock: a previous batch may have advanced it
+                try:
+                    plan = await asyncio.to_thread(plan_body if multi else plan_single, body, gs, sealed_range)
+                    break
+                except SequenceGap:
+                    left = deadline - time.monotonic()
+                    if self._arriving.get((tenant, group), 0) <= 1 or left <= 0:
+                        raise
+                    try:  # another body of the group is arriving: it may be the one before this
+                        await asyncio.wait_for(acked.wait(), left)
+                    except asyncio.TimeoutError:
+                        pass
             if plan.duplicate:
                 return gs.acked_through, plan
             t0 = time.perf_counter()
@@ -185,6 +234,7 @@ class IngestService:
             new = gs.acked(plan.acked_through, plan.last_timestamp_ns)
             await self._append_control(tenant, new, acked_event(new))
             st.put(new)
+            acked.notify_all()
             if self.usage is not None:
                 self.usage.batch_acked(tenant, group, plan.first_seq, plan.acked_through, plan.payload_bytes)
             return new.acked_through, plan

@@ -35,9 +35,10 @@ async def post_batch(group: str, request: Request, tenant: CurrentTenant, servic
     try:
         # Group first: a 404 must not depend on what the body looks like.
         await service.get_group(tenant, group)
-        body = await read_limited(request, limit)
-        nbytes = len(body)
-        acked, plan = await service.accept_batch(tenant, group, body, sealed, multi)
+        with service.arriving(tenant, group):
+            body = await read_limited(request, limit)
+            nbytes = len(body)
+            acked, plan = await service.accept_batch(tenant, group, body, sealed, multi)
     except IngestError as err:
         metrics.batch(REJECTED, err.reason, nbytes, err.records)
         raise http_error(err, settings.retry_after_s) from err
