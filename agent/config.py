@@ -58,6 +58,7 @@ class AgentSettings(CommonSettings):
                                               "image, for failback): skip the initial full copy, ship only "
                                               "writes from now on")
     batches_per_post: int = Field(8, ge=1, le=8, description="batches per request to ingest (1: one-batch bodies)")
+    bodies_in_flight: int = Field(2, ge=1, le=4, description="requests to ingest on the wire at once (1: one at a time)")
 
     @field_validator("group")
     @classmethod

@@ -15,8 +15,10 @@ ingest expects when the spool still holds it; otherwise an alarm is raised.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
+from dataclasses import dataclass
 
 import httpx
 
@@ -31,6 +33,16 @@ log = logging.getLogger(__name__)
 ALARM_SHIP = "shipping"
 ALARM_GAP = "ingest_gap"
 CONTENT_TYPE = "application/x-dialback-batch"
+
+
+@dataclass
+class _Sent:
+    """A body on the wire: its sequences, its size and the request."""
+
+    first: int
+    last: int
+    size: int
+    post: asyncio.Future
 
 
 def build_batches(group: Group, first: int, max_batches: int = 1,
@@ -89,7 +101,7 @@ class Shipper:
     def __init__(self, group: Group, ingest_url: str, token: str, bandwidth: int | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, backoff_start: float = 0.2,
                  backoff_cap: float = 10.0, poll: float = 0.02, sealing: tuple[str, bytes] | None = None,
-                 batches_per_post: int = MAX_BATCHES_PER_BODY):
+                 batches_per_post: int = MAX_BATCHES_PER_BODY, bodies_in_flight: int = 2):
         """``sealing``: (tenant, transport key) from the credentials file; None ships unsealed.
 
         ``batches_per_post``: up to this many batches per request (shared.bodies); 1 sends the
@@ -98,6 +110,10 @@ class Shipper:
         """
         if not 1 <= batches_per_post <= MAX_BATCHES_PER_BODY:
             raise ValueError(f"batches_per_post must be 1..{MAX_BATCHES_PER_BODY}, got {batches_per_post}")
+        if not 1 <= bodies_in_flight <= 4:
+            raise ValueError(f"bodies_in_flight must be 1..4, got {bodies_in_flight}")
+        self.bodies_in_flight = bodies_in_flight
+        self._inflight: collections.deque[_Sent] = collections.deque()
         self.group = group
         self.batches_per_post = batches_per_post
         self.sealing = sealing
@@ -151,6 +167,7 @@ class Shipper:
                 if self._prefetch is not None:
                     self._prefetch[2].cancel()
                     self._prefetch = None
+                await self._drop_inflight()
                 await self.flush_acks()
 
     def _persist_soon(self) -> None:
@@ -200,35 +217,47 @@ class Shipper:
         return False
 
     async def ship_once(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
-        """Send one body from acked_through + 1; False when there is nothing to send."""
+        """Keep up to ``bodies_in_flight`` bodies on the wire from acked_through + 1, then settle
+        the oldest one; False when there is nothing to send."""
         g = self.group
-        first = g.state.acked_through + 1
-        if first > g.spool.last_seq:
-            return False
         multi = self.batches_per_post > 1
-        built = await self._body_from(first, multi)
-        if built is None:
-            await self._backoff(stop, ALARM_GAP, f"spool no longer holds sequence {first}; re-protect the group")
+        nxt = self._inflight[-1].last + 1 if self._inflight else g.state.acked_through + 1
+        while len(self._inflight) < self.bodies_in_flight and nxt <= g.spool.last_seq:
+            built = await self._body_from(nxt, multi)
+            if built is None:
+                if self._inflight:
+                    break  # settle what is on the wire first
+                await self._backoff(stop, ALARM_GAP, f"spool no longer holds sequence {nxt}; re-protect the group")
+                return False
+            body, ctype, last, _ = built
+            if g.spool.last_seq > last:
+                # Build (compress, seal) the next body while this one is on the wire and in Kafka.
+                self._prefetch = (last + 1, multi, asyncio.ensure_future(asyncio.to_thread(self._build, last + 1, multi)))
+            wait = self._ready_at - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            start = time.monotonic()
+            post = asyncio.ensure_future(client.post(f"/v1/groups/{g.name}/batches", content=body,
+                                                     headers={"Content-Type": ctype}))
+            if self.bandwidth:
+                self._ready_at = max(self._ready_at, start) + len(body) / self.bandwidth
+            self._inflight.append(_Sent(nxt, last, len(body), post))
+            nxt = last + 1
+        if not self._inflight:
             return False
-        body, ctype, last, _ = built
-        if g.spool.last_seq > last:
-            # Build (compress, seal) the next body while this one is on the wire and in Kafka.
-            self._prefetch = (last + 1, multi, asyncio.ensure_future(asyncio.to_thread(self._build, last + 1, multi)))
-        wait = self._ready_at - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        start = time.monotonic()
+        sent = self._inflight.popleft()
+        first, last = sent.first, sent.last
         try:
-            resp = await client.post(f"/v1/groups/{g.name}/batches", content=body,
-                                     headers={"Content-Type": ctype})
+            resp = await sent.post
         except httpx.TransportError as err:
+            await self._drop_inflight()
             await self._backoff(stop, ALARM_SHIP, f"cannot reach ingest at {self.ingest_url}: {err}; writes keep spooling")
             return True
-        if self.bandwidth:
-            self._ready_at = max(self._ready_at, start) + len(body) / self.bandwidth
+        if resp.status_code != 200:
+            await self._drop_inflight()  # the bodies behind it continue it: they cannot land either
         if resp.status_code == 200:
             acked = int(resp.json()["acked_through"])
-            self.shipped_bytes += len(body)
+            self.shipped_bytes += sent.size
             self.shipped_batches += 1
             self._ok()
             # In memory now (the next body starts after it); the fsynced state file and the
@@ -250,6 +279,15 @@ class Shipper:
         await self._backoff(stop, ALARM_SHIP,
                             f"ingest rejected batch {first}-{last}: HTTP {resp.status_code} {resp.text[:300]}")
         return True
+
+    async def _drop_inflight(self) -> None:
+        """Cancel the bodies still on the wire (ingest finishes or refuses them on its side; a
+        body it did take is acknowledged again when resent, never produced twice)."""
+        sent, self._inflight = list(self._inflight), collections.deque()
+        for s_ in sent:
+            s_.post.cancel()
+        if sent:
+            await asyncio.gather(*(s_.post for s_ in sent), return_exceptions=True)
 
     async def _body_from(self, first: int, multi: bool) -> tuple[bytes, str, int, bool] | None:
         """The body from ``first``: the prefetched one when it starts there, else built now.
