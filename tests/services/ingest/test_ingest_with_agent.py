@@ -26,16 +26,21 @@ pytestmark = pytest.mark.integration
 MiB = 1 << 20
 
 
-def test_agent_through_ingest_to_kafka_rebuilds_the_disk(kafka_bootstrap, tmp_path):
-    tenant = "ag-" + os.urandom(3).hex()
+def _tenant_and_ingest(kafka_bootstrap, tmp_path, prefix: str) -> tuple[str, str, int, dict, object]:
+    """(tenant, token, port, env, process) of a fresh tenant and an ingest process serving it."""
+    tenant = prefix + os.urandom(3).hex()
     tenants = tmp_path / "tenants.json"
     token = create_tenant(tenants, tenant)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIALBACK_")}
     env.update(DIALBACK_KAFKA_BOOTSTRAP=kafka_bootstrap, DIALBACK_TENANTS_FILE=str(tenants),
                DIALBACK_INGEST_PORT=str(port), DIALBACK_LOG_LEVEL="WARNING")
+    return tenant, token, port, env, start(env, port, tmp_path / "ingest.log")
+
+
+def test_agent_through_ingest_to_kafka_rebuilds_the_disk(kafka_bootstrap, tmp_path):
+    tenant, token, port, env, proc = _tenant_and_ingest(kafka_bootstrap, tmp_path, "ag-")
     log = tmp_path / "ingest.log"
-    proc = start(env, port, log)
     img = make_image(tmp_path / "a.img", 8 * MiB, os.urandom(300_000), 4096)
     h = AgentThread(agent_settings(tmp_path, f"http://127.0.0.1:{port}", {"disk0": img}, token=token)).start()
     try:
@@ -74,14 +79,7 @@ def test_agent_through_ingest_to_kafka_rebuilds_the_disk(kafka_bootstrap, tmp_pa
 @pytest.mark.parametrize("in_flight", [1, 2, 4])
 def test_bodies_in_flight_land_once_each_in_sequence_order(kafka_bootstrap, tmp_path, in_flight):
     """Several bodies on the wire (ingest may take a later one first: it waits for the earlier)."""
-    tenant = "fl-" + os.urandom(3).hex()
-    tenants = tmp_path / "tenants.json"
-    token = create_tenant(tenants, tenant)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIALBACK_")}
-    env.update(DIALBACK_KAFKA_BOOTSTRAP=kafka_bootstrap, DIALBACK_TENANTS_FILE=str(tenants),
-               DIALBACK_INGEST_PORT=str(port), DIALBACK_LOG_LEVEL="WARNING")
-    proc = start(env, port, tmp_path / "ingest.log")
+    tenant, token, port, _env, proc = _tenant_and_ingest(kafka_bootstrap, tmp_path, "fl-")
     img = make_image(tmp_path / "a.img", 32 * MiB, b"", 4096)
     h = AgentThread(agent_settings(tmp_path, f"http://127.0.0.1:{port}", {"disk0": img}, token=token,
                                    bodies_in_flight=in_flight)).start()
