@@ -16,6 +16,7 @@ Targets: sustained >= 100 MB/s; p99 RPO <= 1 s at 50 MB/s; p99 recoverable lag <
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -98,10 +99,8 @@ def _settle(stack: Stack, timeout: float = 180.0) -> None:
         total = 0
         for d, _dirs, files in os.walk(root):
             for f in files:
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     total += os.stat(os.path.join(d, f)).st_size
-                except FileNotFoundError:
-                    pass
         return total
 
     def pending() -> bool:

@@ -213,10 +213,10 @@ class IngestService:
                     left = deadline - time.monotonic()
                     if self._arriving.get((tenant, group), 0) <= 1 or left <= 0:
                         raise
-                    try:  # another body of the group is arriving: it may be the one before this
+                    # Another body of the group is arriving: it may be the one before this. Then
+                    # plan again; past the deadline a gap that is still there is refused above.
+                    with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(acked.wait(), left)
-                    except asyncio.TimeoutError:
-                        pass
             if plan.duplicate:
                 return gs.acked_through, plan
             t0 = time.perf_counter()

@@ -132,12 +132,13 @@ def _fill(sp: Spool, first: int, last: int) -> None:
         sp.append([rec(i)])
 
 
-def _read_all(sp: Spool, first: int) -> list[int]:
+def _read_all(sp: Spool, first: int, size: int = 1000) -> list[int]:
+    """Sequences first..last read back, each payload checked against rec(seq, size=size)."""
     out, nxt = [], first
     while nxt <= sp.last_seq:
         got = sp.read(nxt, 1 << 20)
         assert got and got[0].sequence == nxt
-        assert all(r.data() == rec(r.sequence).data() for r in got)
+        assert all(r.data() == rec(r.sequence, size=size).data() for r in got)
         out += [r.sequence for r in got]
         nxt = got[-1].sequence + 1
     return out
@@ -175,20 +176,10 @@ def test_stale_entries_past_the_end_of_recycled_files_are_ignored_on_restart(tmp
     del sp  # no close(): as after a crash
     sp2 = Spool(tmp_path, segment_bytes=20_000)
     assert sp2.last_seq == 60 and sp2.acked_through == 30
-    got = _read_all_sized(sp2, 31, 700)
+    got = _read_all(sp2, 31, size=700)
     assert got == list(range(31, 61))
     sp2.append([rec(61, size=700)])
     assert sp2.read(61, 1 << 20)[0].data() == rec(61, size=700).data()
-
-
-def _read_all_sized(sp: Spool, first: int, size: int) -> list[int]:
-    out, nxt = [], first
-    while nxt <= sp.last_seq:
-        got = sp.read(nxt, 1 << 20)
-        assert got and all(r.data() == rec(r.sequence, size=size).data() for r in got)
-        out += [r.sequence for r in got]
-        nxt = got[-1].sequence + 1
-    return out
 
 
 def test_torn_append_over_stale_bytes_is_cut(tmp_path):
