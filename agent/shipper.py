@@ -229,7 +229,14 @@ class Shipper:
                     break  # settle what is on the wire first
                 await self._backoff(stop, ALARM_GAP, f"spool no longer holds sequence {nxt}; re-protect the group")
                 return False
-            body, ctype, last, _ = built
+            body, ctype, last, full = built
+            if self._inflight and not full:
+                # A body behind one on the wire gains no latency by leaving short; it waits for
+                # the head's answer and grows meanwhile (fewer, fuller requests: less CPU per MB).
+                keep = asyncio.get_running_loop().create_future()
+                keep.set_result(built)
+                self._prefetch = (nxt, multi, keep)
+                break
             if g.spool.last_seq > last:
                 # Build (compress, seal) the next body while this one is on the wire and in Kafka.
                 self._prefetch = (last + 1, multi, asyncio.ensure_future(asyncio.to_thread(self._build, last + 1, multi)))
