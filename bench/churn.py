@@ -8,6 +8,9 @@ Starts ingest, retention, recovery and an agent as local processes against the
 running stack, writes random blocks (256 KiB by default) through the tap's NBD export at the
 offered rate, and prints JSON:
 - sustained end-to-end MB/s (first write → last write recoverable from MinIO)
+- the rate writes became recoverable over the second half of the write window (steady
+  state, without the last write's lag), and how many MB were not yet recoverable when
+  the last write was acknowledged (a backlog that keeps growing means the rate is not held)
 - RPO per write: tap acknowledgement → ingest acknowledgement (p50/p99)
 - recoverable lag per write: tap acknowledgement → recoverable (p99)
 Targets: sustained >= 100 MB/s; p99 RPO <= 1 s at 50 MB/s; p99 recoverable lag <= 5 s.
@@ -61,6 +64,15 @@ class Watcher(threading.Thread):
             except (httpx.HTTPError, KeyError, TypeError):
                 pass
             time.sleep(self.interval)
+
+    def value_at(self, t: float) -> int | None:
+        """The highest value seen at or before monotonic time ``t``."""
+        best = None
+        for ts, s in self.seen:
+            if ts > t:
+                break
+            best = s
+        return best
 
     def time_of(self, seq: int) -> float | None:
         for t, s in self.seen:
@@ -176,16 +188,24 @@ def main() -> None:
                if recoverable.time_of(base + 1 + k)]
         end = recoverable.time_of(last_seq)
         mb = len(tap_ack) * block / 1e6
+        # Steady state: how fast writes became recoverable over the second half of the write window,
+        # once the path is warm. The end-to-end figure also pays the last write's lag once.
+        half, stop = t0 + write_seconds / 2, t0 + write_seconds
+        r_half, r_stop = recoverable.value_at(half), recoverable.value_at(stop)
+        known = r_half is not None and r_stop is not None
+        steady = (r_stop - r_half) * block / 1e6 / (stop - half) if known else None
+        backlog_mb = (last_seq - r_stop) * block / 1e6 if r_stop is not None else None
         cpu_use = cpu.stop((end or time.monotonic()) - t0, mb)
         ing = {k: v - ing0.get(k, 0) for k, v in _ingest_figures(p.ingest_url).items()}
         bodies = ing.get("accepted", 0)
-        mb = len(tap_ack) * block / 1e6
         print(json.dumps({
             "bench": "churn",
             "offered_MBps": args.rate or "unthrottled",
             "written_MB": round(mb, 1),
             "tap_MBps": round(mb / write_seconds, 1),
             "sustained_end_to_end_MBps": round(mb / (end - t0), 1) if end else None,
+            "recoverable_MBps_second_half": round(steady, 1) if steady is not None else None,
+            "not_yet_recoverable_at_last_write_MB": round(backlog_mb, 1) if backlog_mb is not None else None,
             "rpo_seconds": {"p50": round(_pct(rpo, 50), 3), "p99": round(_pct(rpo, 99), 3), "max": round(max(rpo), 3)},
             "recoverable_lag_seconds": {"p50": round(_pct(lag, 50), 3), "p99": round(_pct(lag, 99), 3)},
             "writes": len(tap_ack),

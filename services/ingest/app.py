@@ -25,14 +25,20 @@ def kafka_logs(settings: IngestSettings) -> tuple[WritesLog, ControlLog]:
     from shared.bus.kafka import Producer
 
     timeout = settings.produce_timeout_s
-    # librdkafka gives up on a message after message.timeout.ms; the wait in
-    # send_sync is longer, so a failed send is final and never lands later.
-    producer = RenewingProducer(
-        lambda: Producer(settings.kafka_bootstrap, **{"message.timeout.ms": int(timeout * 1000)}))
+
+    def producer(linger_ms: int) -> RenewingProducer:
+        # librdkafka gives up on a message after message.timeout.ms; the wait in
+        # send_sync is longer, so a failed send is final and never lands later.
+        return RenewingProducer(lambda: Producer(settings.kafka_bootstrap, **{
+            "message.timeout.ms": int(timeout * 1000), "linger.ms": linger_ms}))
+
+    # Two producers: a body's writes are many large records that gain from fuller requests
+    # (a longer linger), its control event is one small record the answer waits for.
     return (
-        KafkaWritesLog(settings.kafka_bootstrap, producer, settings.writes_partitions, settings.replication,
-                       timeout=timeout + 5),
-        KafkaControlLog(settings.kafka_bootstrap, producer, settings.replication, timeout=timeout + 5),
+        KafkaWritesLog(settings.kafka_bootstrap, producer(settings.ingest_writes_linger_ms), settings.writes_partitions,
+                       settings.replication, timeout=timeout + 5),
+        KafkaControlLog(settings.kafka_bootstrap, producer(settings.ingest_control_linger_ms), settings.replication,
+                        timeout=timeout + 5),
     )
 
 
@@ -63,7 +69,7 @@ def create_app(settings: IngestSettings | None = None, *, writes: WritesLog | No
     auth = auth or TenantAuth(settings.resolved_tenants_file())
     keys = keys or TransportKeys(keyring_from_env())
     service = IngestService(writes, control, IngestMetrics(), keys=keys, usage=usage,
-                            reorder_wait_s=settings.reorder_wait_s)
+                            reorder_wait_s=settings.ingest_reorder_wait_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
