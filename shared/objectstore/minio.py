@@ -7,7 +7,6 @@ import io
 from typing import Iterator
 
 import crc32c
-
 import urllib3
 from minio import Minio
 from minio.error import S3Error, ServerError
@@ -40,6 +39,14 @@ def _classify(err: Exception, what: str) -> ObjectStoreError:
     return TransientStoreError(f"{what}: cannot reach object store: {err}")
 
 
+# The checksum every single-request PUT carries; the server recomputes it and refuses a mismatch.
+CHECKSUM_HEADER = "x-amz-checksum-crc32c"
+
+
+def crc32c_header(data: bytes) -> str:
+    return base64.b64encode(crc32c.crc32c(data).to_bytes(4, "big")).decode()
+
+
 class _ChecksummedMinio(Minio):
     """Sends a PUT that carries its own CRC32C unsigned instead of SHA-256-hashed.
 
@@ -59,13 +66,6 @@ class _ChecksummedMinio(Minio):
         return headers, date
 
 
-CHECKSUM_HEADER = "x-amz-checksum-crc32c"
-
-
-def crc32c_header(data: bytes) -> str:
-    return base64.b64encode(crc32c.crc32c(data).to_bytes(4, "big")).decode()
-
-
 class MinioObjectStore(ObjectStore):
     def __init__(self, endpoint: str, access_key: str, secret_key: str, secure: bool = False,
                  region: str = "us-east-1") -> None:
@@ -76,7 +76,7 @@ class MinioObjectStore(ObjectStore):
         )
         self.endpoint = endpoint
         self._c = _ChecksummedMinio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
-                        region=region, http_client=http)
+                                    region=region, http_client=http)
 
     @classmethod
     def from_settings(cls, s: CommonSettings) -> "MinioObjectStore":
