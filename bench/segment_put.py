@@ -59,10 +59,9 @@ def main() -> None:
     payloads = [os.urandom(args.mib << 20) for _ in range(4)]
     results: dict[str, dict] = {}
     for strict in (True, False):
-        os.environ["DIALBACK_STACK_MINIO_STRICT_S3"] = "true" if strict else "false"
         tmp = Path(tempfile.mkdtemp(prefix="dialback-bench-put-"))
         port, access, secret = free_port(), "bench-" + secrets.token_hex(4), secrets.token_urlsafe(18)
-        server = minio.server(default_cache(), tmp, port, free_port(), access, secret)
+        server = minio.server(default_cache(), tmp, port, free_port(), access, secret, strict=strict)
         try:
             server.start(timeout=60)
             store = MinioObjectStore(f"127.0.0.1:{port}", access, secret)

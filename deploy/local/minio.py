@@ -44,12 +44,14 @@ def strict_s3() -> bool:
     return os.environ.get("DIALBACK_STACK_MINIO_STRICT_S3", "").lower() in ("1", "true", "yes")
 
 
-def server(cache: Path, data_dir: Path, port: int, console_port: int, access_key: str, secret_key: str) -> Managed:
+def server(cache: Path, data_dir: Path, port: int, console_port: int, access_key: str, secret_key: str,
+           strict: bool | None = None) -> Managed:
+    """``strict``: MD5 ETags (default: ``strict_s3()``, from the environment)."""
     exe = provision(cache)
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [str(exe), "server", str(data_dir / "data"), "--address", f"127.0.0.1:{port}",
             "--console-address", f"127.0.0.1:{console_port}", "--quiet"]
-    if not strict_s3():
+    if not (strict_s3() if strict is None else strict):
         # No MD5 of every PUT for an S3-style ETag (random ETags instead): Dialback never reads
         # ETags; its PUTs carry a CRC32C the server checks (shared/objectstore/minio.py), and
         # segments carry their own CRC32C per record (and an AES-GCM tag when encrypted).

@@ -24,3 +24,13 @@ def test_no_compat_unless_strict(monkeypatch, fake_binary, tmp_path, value, stri
     assert m.argv[:2] == [str(fake_binary), "server"]
     assert "127.0.0.1:19000" in m.argv  # loopback only
     assert m.env["MINIO_API_DELETE_CLEANUP_INTERVAL"] == "10s"
+
+
+def test_explicit_strict_overrides_the_environment(monkeypatch, fake_binary, tmp_path):
+    def argv(strict: bool) -> list[str]:
+        return minio.server(tmp_path, tmp_path / "d", 19000, 19001, "u", "secret-secret", strict=strict).argv
+
+    monkeypatch.setenv("DIALBACK_STACK_MINIO_STRICT_S3", "true")
+    assert "--no-compat" in argv(strict=False)
+    monkeypatch.delenv("DIALBACK_STACK_MINIO_STRICT_S3")
+    assert "--no-compat" not in argv(strict=True)
