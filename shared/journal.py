@@ -32,7 +32,7 @@ from shared import keys
 from shared.errors import DialbackError
 from shared.frames import MAX_BATCH_BYTES, Codec, FrameError, Kind, Record, decode_batch, encode_batch, record_size
 from shared.frames import HEADER_SIZE as BATCH_HEADER_SIZE
-from shared.objectstore import ObjectNotFound, ObjectStore
+from shared.objectstore import ObjectInfo, ObjectNotFound, ObjectStore
 
 _LEN = struct.Struct("<I")
 INITIAL_SYNC_BOOKMARK = "dialback.initial-sync-complete"
@@ -216,11 +216,21 @@ class TimelineCache:
             self._lru[key] = entry
 
 
+def list_timeline(store: ObjectStore, bucket: str, group: str, start_after: str = "") -> list[ObjectInfo]:
+    """The group's timeline entry objects in key (= first sequence) order."""
+    return [i for i in store.list(bucket, keys.timeline_prefix(group), start_after=start_after)
+            if i.key.endswith(".json")]
+
+
 def read_timeline(store: ObjectStore, bucket: str, group: str, start_after: str = "",
-                  workers: int = 8, cache: TimelineCache | None = None) -> list[TimelineEntry]:
-    """Timeline entries in key (= first sequence) order; entries not in ``cache`` are fetched in parallel."""
-    infos = [i for i in store.list(bucket, keys.timeline_prefix(group), start_after=start_after)
-             if i.key.endswith(".json")]
+                  workers: int = 8, cache: TimelineCache | None = None,
+                  infos: list[ObjectInfo] | None = None) -> list[TimelineEntry]:
+    """Timeline entries in key (= first sequence) order; entries not in ``cache`` are fetched in parallel.
+
+    ``infos``: the entry objects, when the caller listed them already (services.recovery.listing).
+    """
+    if infos is None:
+        infos = list_timeline(store, bucket, group, start_after)
     got: dict[str, TimelineEntry | None] = {}
     missing = []
     for i in infos:

@@ -30,6 +30,7 @@ from shared.journal import INITIAL_SYNC_BOOKMARK, Bookmark, TimelineEntry, chain
     TimelineCache, read_manifest, read_timeline
 from shared.objectstore import ObjectStore
 from services.recovery.errors import BadRequest, NotFound, OutOfRange
+from services.recovery.listing import TimelineListing
 
 
 @dataclass(frozen=True)
@@ -274,17 +275,21 @@ class GroupJournal:
         raise OutOfRange(f"sequence {sequence} is not retained")  # unreachable after the range check
 
 
-def load_group(store: ObjectStore, bucket: str, group: str, cache: TimelineCache | None = None) -> GroupJournal:
+def load_group(store: ObjectStore, bucket: str, group: str, cache: TimelineCache | None = None,
+               listing: TimelineListing | None = None) -> GroupJournal:
     """Manifest + timeline of a group; NotFound when the tenant has no such group.
 
     ``cache``: timeline entries read before (shared.journal.TimelineCache), so only new ones are fetched.
+    ``listing``: list the timeline incrementally (services.recovery.listing; for ``points``, never
+    for a plan, which must see exactly what GC left).
     """
     if not store.bucket_exists(bucket):
         raise NotFound(f"group {group!r} not found")
     volumes = read_manifest(store, bucket, group)
     if volumes is None:
         raise NotFound(f"group {group!r} not found (no manifest: is it registered with ingest?)")
-    entries = read_timeline(store, bucket, group, cache=cache)
+    infos = listing.infos(store, bucket, group) if listing is not None else None
+    entries = read_timeline(store, bucket, group, cache=cache, infos=infos)
     base_seqs = B.list_base_sequences(store, bucket, group)
     run = chain(entries)
     j = GroupJournal(bucket, group, volumes, run, base_seqs, _store=store)

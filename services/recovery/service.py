@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.recovery.errors import BadRequest, NotFound, OutOfRange
+from services.recovery.listing import TimelineListing
 from services.recovery.planner import At, GroupJournal, Point, load_group
 from shared import keys, leases
 from shared.bases import Base
@@ -64,13 +65,16 @@ class Recovery:
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
         self.prefetch = prefetch
         self.timeline_cache = TimelineCache()
+        self.timeline_listing = TimelineListing()
 
-    def _group(self, tenant: str, group: str) -> GroupJournal:
+    def _group(self, tenant: str, group: str, incremental: bool = False) -> GroupJournal:
+        """``incremental``: list the timeline incrementally (``points`` only; plans list in full)."""
         try:
             check_volume(group)
         except ValueError as err:
             raise BadRequest(str(err)) from err
-        return load_group(self.store, tenant_bucket(tenant, self.bucket_prefix), group, self.timeline_cache)
+        return load_group(self.store, tenant_bucket(tenant, self.bucket_prefix), group, self.timeline_cache,
+                          self.timeline_listing if incremental else None)
 
     def verify(self, tenant: str, group: str) -> dict:
         """Read and check everything the group's retained points need (docs/storage.md, "Verify")."""
@@ -87,7 +91,7 @@ class Recovery:
         return verify_tenant(self.store, bucket, group).to_dict()
 
     def points(self, tenant: str, group: str) -> dict:
-        j = self._group(tenant, group)
+        j = self._group(tenant, group, incremental=True)
         e, l = j.earliest, j.latest
         recoverable = e is not None and l is not None
         return {
