@@ -34,6 +34,7 @@ import httpx
 
 from agent.nbd.client import connect
 from bench.cpu import CpuMeter
+from deploy.local import minio_layout
 from deploy.local.pipeline import Pipeline
 from deploy.local.stack import Stack
 
@@ -101,7 +102,7 @@ def _settle(stack: Stack, timeout: float = 180.0) -> None:
     run's figures.
     """
     kafka_logs = stack.home / "kafka" / "logs"
-    trash = stack.home / "minio" / "data" / ".minio.sys" / "tmp"
+    trash = [d / ".minio.sys" / "tmp" for d in minio_layout.drives(stack.home / "minio")]
     deadline = time.monotonic() + timeout
 
     def size(root: Path) -> int:  # files vanish while we walk: that is the point
@@ -114,7 +115,7 @@ def _settle(stack: Stack, timeout: float = 180.0) -> None:
 
     def pending() -> bool:
         deleting = any(d.name.endswith("-delete") for d in kafka_logs.glob("*")) if kafka_logs.exists() else False
-        return deleting or size(trash) > 64 << 20
+        return deleting or sum(size(t) for t in trash) > 64 << 20
 
     while pending() and time.monotonic() < deadline:
         time.sleep(1)

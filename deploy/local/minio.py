@@ -9,6 +9,7 @@ from pathlib import Path
 
 import urllib3
 
+from deploy.local import minio_layout
 from deploy.local.process import Managed, StartError
 from deploy.local.tools import need
 
@@ -48,8 +49,8 @@ def server(cache: Path, data_dir: Path, port: int, console_port: int, access_key
            strict: bool | None = None) -> Managed:
     """``strict``: MD5 ETags (default: ``strict_s3()``, from the environment)."""
     exe = provision(cache)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [str(exe), "server", str(data_dir / "data"), "--address", f"127.0.0.1:{port}",
+    drive_args, drive_env = minio_layout.server_args(minio_layout.drives(data_dir))
+    argv = [str(exe), "server", *drive_args, "--address", f"127.0.0.1:{port}",
             "--console-address", f"127.0.0.1:{console_port}", "--quiet"]
     if not (strict_s3() if strict is None else strict):
         # No MD5 of every PUT for an S3-style ETag (random ETags instead): Dialback never reads
@@ -60,7 +61,7 @@ def server(cache: Path, data_dir: Path, port: int, console_port: int, access_key
            "MINIO_BROWSER": "off", "MINIO_UPDATE": "off", "MINIO_API_REQUESTS_MAX": "256",
            # Deleted objects wait in .minio.sys/tmp/.trash until this sweep (default 5 min): GC'd
            # segments give their disk back sooner, and a benchmark's purge is not removed mid-run.
-           "MINIO_API_DELETE_CLEANUP_INTERVAL": "10s"}
+           "MINIO_API_DELETE_CLEANUP_INTERVAL": "10s", **drive_env}
     return Managed("minio", argv, data_dir, ready=lambda: _ready(port), env=env)
 
 
