@@ -24,8 +24,9 @@ import httpx
 
 from agent.group import Group
 from shared.crypto.transport import SEALED_CONTENT_TYPE, seal
-from shared.bodies import BATCHES_CONTENT_TYPE, MAX_BATCHES_PER_BODY, SEALED_BATCHES_CONTENT_TYPE, encode_body
-from shared.frames import HEADER_SIZE, MAX_BATCH_BYTES, Record, encode_batch, record_size
+from shared.bodies import BATCHES_CONTENT_TYPE, MAX_BATCHES_PER_BODY, SEALED_BATCHES_CONTENT_TYPE, encode_body, \
+    join_body
+from shared.frames import HEADER_SIZE, MAX_BATCH_BYTES, OversizedFrame, batch_head, record_parts
 from shared.journal import compress_record
 
 log = logging.getLogger(__name__)
@@ -45,29 +46,46 @@ class _Sent:
     post: asyncio.Future
 
 
+def batch_parts(group: Group, first: int, max_batches: int = 1,
+                max_bytes: int = MAX_BATCH_BYTES) -> tuple[list[list], int] | None:
+    """Records first.. as up to ``max_batches`` consecutive batches, each a list of buffers that
+    joined is one v1 batch; (batches, last) or None.
+
+    A record that stays as spooled (not worth compressing) goes in as its spooled encoding, CRC
+    and all, not encoded again (Spool.read_entries); nothing is copied until the body is joined.
+    """
+    entries = group.spool.read_entries(first, (max_batches + 1) * max_bytes)
+    batches: list[list] = []
+    out: list = []
+    size, count, last, seq = HEADER_SIZE, 0, 0, 0
+    for rec, raw in entries:
+        # zstd when it saves 1/8, one reused compressor per thread, and a 16 KiB probe first so
+        # incompressible writes are not compressed whole (shared.journal.compress_record).
+        packed = compress_record(rec)
+        parts = (raw,) if packed is rec and raw is not None else record_parts(packed)
+        n = sum(len(p_) for p_ in parts)
+        if count and size + n > max_bytes:
+            batches.append([batch_head(count, size - HEADER_SIZE), *out])
+            last, out, size, count = seq, [], HEADER_SIZE, 0
+            if len(batches) == max_batches:
+                break
+        out += parts
+        size += n
+        count += 1
+        seq = rec.sequence
+        if size > MAX_BATCH_BYTES:  # one record over the frame limit: the spool never holds one
+            raise OversizedFrame(f"record {seq} does not fit a {MAX_BATCH_BYTES}-byte batch")
+    if count and len(batches) < max_batches:
+        batches.append([batch_head(count, size - HEADER_SIZE), *out])
+        last = seq
+    return (batches, last) if batches else None
+
+
 def build_batches(group: Group, first: int, max_batches: int = 1,
                   max_bytes: int = MAX_BATCH_BYTES) -> tuple[list[bytes], int] | None:
     """Encode records first.. into up to ``max_batches`` consecutive batches; (batches, last) or None."""
-    records = group.spool.read(first, (max_batches + 1) * max_bytes)
-    batches: list[bytes] = []
-    out: list[Record] = []
-    size, last = HEADER_SIZE, 0
-    for rec in records:
-        # zstd when it saves 1/8, one reused compressor per thread, and a 16 KiB probe first so
-        # incompressible writes are not compressed whole (shared.journal.compress_record).
-        rec = compress_record(rec)
-        n = record_size(rec)
-        if out and size + n > max_bytes:
-            batches.append(encode_batch(out))
-            last, out, size = out[-1].sequence, [], HEADER_SIZE
-            if len(batches) == max_batches:
-                break
-        out.append(rec)
-        size += n
-    if out and len(batches) < max_batches:
-        batches.append(encode_batch(out))
-        last = out[-1].sequence
-    return (batches, last) if batches else None
+    built = batch_parts(group, first, max_batches, max_bytes)
+    return None if built is None else ([b"".join(b) for b in built[0]], built[1])
 
 
 def build_batch(group: Group, first: int, max_bytes: int = MAX_BATCH_BYTES) -> tuple[bytes, int] | None:
@@ -86,11 +104,19 @@ def seal_batch(sealing: tuple[str, bytes] | None, group: str, first: int, last: 
 
 
 def make_body(sealing: tuple[str, bytes] | None, group: str, first: int, last: int,
-              batches: list[bytes], multi: bool) -> tuple[bytes, str]:
-    """(body, content type): one batch as it is, or several framed (shared.bodies); sealed when keyed."""
-    if not multi:
+              batches: list[bytes] | list[list], multi: bool) -> tuple[bytes, str]:
+    """(body, content type): one batch as it is, or several framed (shared.bodies); sealed when keyed.
+
+    ``batches``: encoded batches, or batch_parts' buffer lists (joined here, once, body and all).
+    """
+    if batches and isinstance(batches[0], list):
+        if not multi:
+            return seal_batch(sealing, group, first, last, b"".join(batches[0]))
+        body = join_body(batches)
+    elif not multi:
         return seal_batch(sealing, group, first, last, batches[0])
-    body = encode_body(batches)
+    else:
+        body = encode_body(batches)
     if sealing is None:
         return body, BATCHES_CONTENT_TYPE
     tenant, key = sealing
@@ -324,7 +350,7 @@ class Shipper:
         n = self.batches_per_post if multi else 1
         if self.bandwidth:  # a body holds about a second's worth at most, so pacing stays smooth
             n = max(1, min(n, self.bandwidth // MAX_BATCH_BYTES))
-        built = build_batches(self.group, first, n)
+        built = batch_parts(self.group, first, n)
         if built is None:
             return None
         batches, last = built

@@ -79,19 +79,12 @@ def _fsync_dir(path: Path) -> None:
 def entry_parts(rec: Record) -> list:
     """``u32 len | v1 batch of one record`` as buffers for writev, payload not copied.
 
-    Byte-identical to ``encode_batch([rec])`` (a test pins that); built here
-    only so the write path skips one copy of every payload. The layout is
-    shared.frames' own (its structs are reused, not redefined).
+    Byte-identical to ``encode_batch([rec])`` (a test pins that), from shared.frames' own
+    pieces; built here only so the write path skips one copy of every payload.
     """
-    vol = frames._check_record(rec)
-    payload = rec.payload
-    fixed = bytes([len(vol)]) + vol + frames._REC_FIXED.pack(
-        rec.sequence, rec.timestamp_ns, rec.offset, rec.length, int(rec.kind), int(rec.codec), len(payload))
-    crc = frames._crc(payload, frames._crc(fixed))
-    body_len = len(fixed) + 4 + len(payload)
-    head = frames._HEADER.pack(frames.MAGIC, frames.VERSION, 0, 0, 1, body_len)
-    return [_LEN.pack(HEADER_SIZE + body_len) + head + frames._HEADER_CRC.pack(frames._crc(head))
-            + fixed + frames._REC_CRC.pack(crc), payload]
+    fixed, payload = frames.record_parts(rec)
+    body_len = len(fixed) + len(payload)
+    return [_LEN.pack(HEADER_SIZE + body_len) + frames.batch_head(1, body_len) + fixed, payload]
 
 
 def _header_ok(buf, pos: int) -> bool:
@@ -309,6 +302,14 @@ class Spool:
 
     def read(self, from_seq: int, max_bytes: int) -> list[Record]:
         """Records from ``from_seq`` on, about max_bytes of entries (at least one)."""
+        return [rec for rec, _ in self.read_entries(from_seq, max_bytes)]
+
+    def read_entries(self, from_seq: int, max_bytes: int) -> list[tuple[Record, memoryview | None]]:
+        """(record, its encoding as a batch carries it) from ``from_seq`` on, CRC-checked.
+
+        The encoding is a view of the spooled entry past its length prefix and one-record batch
+        header, so a shipper can put an unchanged record into a batch without encoding it again.
+        """
         with self._lock:
             seg = self._find(from_seq)
             if seg is None:
@@ -320,11 +321,15 @@ class Spool:
                 j += 1
             end = seg.offsets[j] if j < len(seg.offsets) else seg.size
             fd = seg.read_fd()
-        buf = os.pread(fd, end - start, start)
+        buf = memoryview(os.pread(fd, end - start, start))
         out, pos = [], 0
         while pos < len(buf):
             (blen,) = _LEN.unpack_from(buf, pos)
-            out += decode_batch(memoryview(buf)[pos + 4: pos + 4 + blen])
+            recs = decode_batch(buf[pos + 4: pos + 4 + blen])
+            if len(recs) == 1:  # what append writes
+                out.append((recs[0], buf[pos + 4 + HEADER_SIZE: pos + 4 + blen]))
+            else:  # not written by this spool: no single encoding to reuse
+                out += ((rec, None) for rec in recs)
             pos += 4 + blen
         return out
 

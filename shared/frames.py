@@ -146,24 +146,34 @@ def _check_record(rec: Record) -> bytes:
     return vol
 
 
+def record_parts(rec: Record) -> tuple[bytes, bytes | memoryview]:
+    """A record's encoding as (fixed fields and CRC32C, payload), the payload not copied."""
+    vol = _check_record(rec)
+    fixed = bytes([len(vol)]) + vol + _REC_FIXED.pack(
+        rec.sequence, rec.timestamp_ns, rec.offset, rec.length, int(rec.kind), int(rec.codec), len(rec.payload)
+    )
+    return fixed + _REC_CRC.pack(_crc(rec.payload, _crc(fixed))), rec.payload
+
+
+def batch_head(count: int, body_len: int) -> bytes:
+    """The 20-byte batch header (with its CRC) for ``count`` records in ``body_len`` bytes."""
+    head = _HEADER.pack(MAGIC, VERSION, 0, 0, count, body_len)
+    return head + _HEADER_CRC.pack(_crc(head))
+
+
 def encode_batch(records: Sequence[Record] | Iterable[Record]) -> bytes:
     """Encode records into one batch; raises OversizedFrame past MAX_BATCH_BYTES."""
-    parts: list[bytes] = []
+    parts: list[bytes | memoryview] = []
     count = 0
     size = HEADER_SIZE
     for rec in records:
-        vol = _check_record(rec)
-        fixed = bytes([len(vol)]) + vol + _REC_FIXED.pack(
-            rec.sequence, rec.timestamp_ns, rec.offset, rec.length, int(rec.kind), int(rec.codec), len(rec.payload)
-        )
-        crc = _crc(rec.payload, _crc(fixed))
-        parts += (fixed, _REC_CRC.pack(crc), rec.payload)
-        size += len(fixed) + _REC_CRC.size + len(rec.payload)
+        fixed, payload = record_parts(rec)
+        parts += (fixed, payload)
+        size += len(fixed) + len(payload)
         count += 1
         if size > MAX_BATCH_BYTES:
             raise OversizedFrame(f"batch would be over {MAX_BATCH_BYTES} bytes at record {count}")
-    head = _HEADER.pack(MAGIC, VERSION, 0, 0, count, size - HEADER_SIZE)
-    return b"".join([head, _HEADER_CRC.pack(_crc(head)), *parts])
+    return b"".join([batch_head(count, size - HEADER_SIZE), *parts])
 
 
 def decode_header(buf: bytes | memoryview) -> tuple[int, int]:

@@ -79,9 +79,15 @@ class TimelineEntry:
 # --- segment codec ---------------------------------------------------------
 
 def encode_segment(batches: Iterable[bytes]) -> bytes:
-    parts: list[bytes] = []
+    return join_segment([b] for b in batches)
+
+
+def join_segment(batches: Iterable[Sequence[bytes | memoryview]]) -> bytes:
+    """``encode_segment`` for batches given as buffer lists (each joined is one batch): one copy in all."""
+    parts: list[bytes | memoryview] = []
     for b in batches:
-        parts += (_LEN.pack(len(b)), b)
+        parts.append(_LEN.pack(sum(len(p) for p in b)))
+        parts += b
     return b"".join(parts)
 
 
