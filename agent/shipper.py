@@ -24,8 +24,7 @@ import httpx
 
 from agent.group import Group
 from shared.crypto.transport import SEALED_CONTENT_TYPE, seal
-from shared.bodies import BATCHES_CONTENT_TYPE, MAX_BATCHES_PER_BODY, SEALED_BATCHES_CONTENT_TYPE, encode_body, \
-    join_body
+from shared.bodies import BATCHES_CONTENT_TYPE, MAX_BATCHES_PER_BODY, SEALED_BATCHES_CONTENT_TYPE, join_body
 from shared.frames import HEADER_SIZE, MAX_BATCH_BYTES, OversizedFrame, batch_head, record_parts
 from shared.journal import compress_record
 
@@ -104,19 +103,14 @@ def seal_batch(sealing: tuple[str, bytes] | None, group: str, first: int, last: 
 
 
 def make_body(sealing: tuple[str, bytes] | None, group: str, first: int, last: int,
-              batches: list[bytes] | list[list], multi: bool) -> tuple[bytes, str]:
+              batches: list[list], multi: bool) -> tuple[bytes, str]:
     """(body, content type): one batch as it is, or several framed (shared.bodies); sealed when keyed.
 
-    ``batches``: encoded batches, or batch_parts' buffer lists (joined here, once, body and all).
+    ``batches``: batch_parts' buffer lists, joined here once, body and all.
     """
-    if batches and isinstance(batches[0], list):
-        if not multi:
-            return seal_batch(sealing, group, first, last, b"".join(batches[0]))
-        body = join_body(batches)
-    elif not multi:
-        return seal_batch(sealing, group, first, last, batches[0])
-    else:
-        body = encode_body(batches)
+    if not multi:
+        return seal_batch(sealing, group, first, last, b"".join(batches[0]))
+    body = join_body(batches)
     if sealing is None:
         return body, BATCHES_CONTENT_TYPE
     tenant, key = sealing
