@@ -18,7 +18,7 @@ from typing import Sequence
 from shared.crypto.transport import OVERHEAD
 from shared.errors import DialbackError
 from shared.frames import MAX_BATCH_BYTES
-from shared.journal import JournalError, encode_segment, iter_segment_batches, join_segment
+from shared.journal import JournalError, iter_segment_batches, join_segment
 
 BATCHES_CONTENT_TYPE = "application/x-dialback-batches"
 SEALED_BATCHES_CONTENT_TYPE = "application/x-dialback-sealed-batches"
@@ -36,13 +36,11 @@ def max_body_bytes(sealed: bool) -> int:
 
 
 def encode_body(batches: Sequence[bytes]) -> bytes:
-    if not 1 <= len(batches) <= MAX_BATCHES_PER_BODY:
-        raise BodyError(f"a body holds 1..{MAX_BATCHES_PER_BODY} batches, not {len(batches)}")
-    return encode_segment(batches)
+    return join_body([[b] for b in batches])
 
 
 def join_body(batches: Sequence[Sequence[bytes | memoryview]]) -> bytes:
-    """``encode_body`` for batches given as buffer lists (each joined is one batch): one copy in all."""
+    """A body from batches given as buffer lists (each joined is one batch): one copy in all."""
     if not 1 <= len(batches) <= MAX_BATCHES_PER_BODY:
         raise BodyError(f"a body holds 1..{MAX_BATCHES_PER_BODY} batches, not {len(batches)}")
     return join_segment(batches)
