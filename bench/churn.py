@@ -25,6 +25,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -162,6 +163,7 @@ def main() -> None:
             "kafka": stack.kafka().pid(), "minio": stack.minio().pid(), "bench": os.getpid(),
         })
         ing0 = _ingest_figures(p.ingest_url)
+        print(f"churn: writing for {args.seconds:g} s", file=sys.stderr, flush=True)  # a profiler can start here
         t0 = time.monotonic()
         with connect("127.0.0.1", agent.nbd_port, "d0") as c:
             i = 0

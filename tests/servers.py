@@ -68,7 +68,7 @@ def start_kafka() -> KafkaServer:
     kafka.provision(cache)
     tmp = Path(tempfile.mkdtemp(prefix="dialback-test-kafka-"))
     port = free_port()
-    managed = kafka.server(cache, tmp, port, free_port(), heap="384m")
+    managed = kafka.server(cache, tmp, port, free_port(), heap="384m", memory_limit=1536 << 20)  # as the stack
     managed.start(timeout=120)
     return KafkaServer(f"127.0.0.1:{port}", managed, tmp)
 

@@ -67,5 +67,8 @@ def status() -> None:
         health = "[green]healthy[/]" if r["healthy"] else ("[yellow]starting/unhealthy[/]" if r["running"] else "[red]stopped[/]")
         table.add_row(r["name"], r["address"], str(r["pid"] or "-"), health, r["log"])
     console.print(table)
+    for r in rows:
+        if "memory" in r:
+            console.print(f"{r['name']}: {r['memory']}")
     if not all(r["healthy"] for r in rows):
         raise typer.Exit(1)

@@ -66,8 +66,12 @@ def provision(cache: Path, echo=print) -> Path:
     return libs
 
 
-def server(cache: Path, data_dir: Path, port: int, controller_port: int, heap: str = "512m") -> Managed:
-    """A Managed KRaft broker+controller; call ``.start()``. Formats storage once."""
+def server(cache: Path, data_dir: Path, port: int, controller_port: int, heap: str = "512m",
+           memory_limit: int | None = None) -> Managed:
+    """A Managed KRaft broker+controller; call ``.start()``. Formats storage once.
+
+    ``memory_limit`` caps the broker's heap, native memory and page cache together (deploy.local.memcap).
+    """
     libs = classpath_dir(cache)
     java = need("java")
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +112,7 @@ def server(cache: Path, data_dir: Path, port: int, controller_port: int, heap: s
             raise StartError(f"formatting Kafka storage in {data_dir} failed:\n{fmt.stdout}{fmt.stderr}")
     argv = [java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{data_dir / 'log4j.properties'}", "-cp", cp, "kafka.Kafka", str(props)]
-    return Managed("kafka", argv, data_dir, ready=lambda: _ready(port))
+    return Managed("kafka", argv, data_dir, ready=lambda: _ready(port), memory_limit=memory_limit)
 
 
 def _ready(port: int) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from deploy.local import memcap
 from shared.errors import ConfigError
 
 
@@ -51,6 +52,11 @@ class Managed:
     ready: Callable[[], bool]
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
+    memory_limit: int | None = None  # bytes, page cache included (memcap); None: uncapped
+
+    @property
+    def memory_note(self) -> Path:
+        return self.run_dir / f"{self.name}.memory"
 
     @property
     def pid_file(self) -> Path:
@@ -95,6 +101,9 @@ class Managed:
             log.close()
             self.pid_file.write_text(str(proc.pid))
             pid = proc.pid
+            if self.memory_limit:
+                _cg, how = memcap.confine(pid, self.name, self.memory_limit)
+                self.memory_note.write_text(how + "\n")  # `stack status` shows it
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.pid() is None:
@@ -131,6 +140,9 @@ class Managed:
             time.sleep(0.2)
             _reap(pid)
         self.pid_file.unlink(missing_ok=True)
+        if self.memory_limit:
+            self.memory_note.unlink(missing_ok=True)
+            memcap.release(self.name)
         return True
 
     def kill(self) -> None:

@@ -23,6 +23,8 @@ from shared.crypto.keyring import ensure_master_key
 
 KAFKA_PORT = int(os.environ.get("DIALBACK_STACK_KAFKA_PORT", 9092))
 MINIO_PORT = int(os.environ.get("DIALBACK_STACK_MINIO_PORT", 9000))
+# Kafka's heap (512 MiB), native memory and page cache together; 0 leaves it uncapped (docs/foundation.md).
+KAFKA_MEMORY_MIB = int(os.environ.get("DIALBACK_STACK_KAFKA_MEMORY_MIB", 2048))
 
 
 @dataclass
@@ -48,7 +50,8 @@ class Stack:
 
     # -- servers -----------------------------------------------------------
     def kafka(self) -> Managed:
-        return kafka.server(self.cache, self.home / "kafka", KAFKA_PORT, KAFKA_PORT + 1)
+        return kafka.server(self.cache, self.home / "kafka", KAFKA_PORT, KAFKA_PORT + 1,
+                            memory_limit=KAFKA_MEMORY_MIB << 20 if KAFKA_MEMORY_MIB > 0 else None)
 
     def minio(self) -> Managed:
         c = self.credentials()
@@ -113,6 +116,9 @@ class Stack:
                     healthy = bool(srv.ready())
                 except Exception:  # noqa: BLE001 - any probe failure means unhealthy
                     healthy = False
-            rows.append({"name": srv.name, "address": addr, "pid": pid, "running": pid is not None,
-                         "healthy": healthy, "log": str(srv.log_file)})
+            row = {"name": srv.name, "address": addr, "pid": pid, "running": pid is not None,
+                   "healthy": healthy, "log": str(srv.log_file)}
+            if pid is not None and srv.memory_limit and srv.memory_note.exists():
+                row["memory"] = srv.memory_note.read_text().strip()
+            rows.append(row)
         return rows
