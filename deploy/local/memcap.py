@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 PREFIX = "dialback-"
@@ -90,12 +91,22 @@ def confine(pid: int, name: str, limit_bytes: int) -> tuple[Path | None, str]:
     return cg, f"memory (page cache included) capped at {limit_bytes >> 20} MiB in {cg}"
 
 
-def release(name: str) -> None:
-    """After a stop: remove the server's cgroups that no process uses any more."""
+def release(name: str, pid: int | None = None, wait: float = 5.0) -> None:
+    """After a stop: remove the server's cgroups that no process uses any more.
+
+    A stopped server's threads can take a moment to leave its cgroup: the one of
+    ``pid`` is waited for, up to ``wait`` seconds.
+    """
     with contextlib.suppress(OSError):
         found = own_cgroup(_read("/proc/self/cgroup"), _read("/proc/self/mountinfo"))
-        if found is not None:
-            cleanup(found[0], name)
+        if found is None:
+            return
+        if pid is not None:
+            mine = found[0] / f"{PREFIX}{name}-{pid}"
+            deadline = time.monotonic() + wait
+            while mine.exists() and (mine / "cgroup.procs").read_text().strip() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        cleanup(found[0], name)
 
 
 def cleanup(parent: Path, name: str) -> None:

@@ -142,7 +142,7 @@ class Managed:
         self.pid_file.unlink(missing_ok=True)
         if self.memory_limit:
             self.memory_note.unlink(missing_ok=True)
-            memcap.release(self.name)
+            memcap.release(self.name, pid)
         return True
 
     def kill(self) -> None:

@@ -73,6 +73,20 @@ def test_confine_never_raises_and_says_why(tmp_path, monkeypatch):
     assert cg is None and "cannot create a memory cgroup" in why
 
 
+def test_a_stopped_server_leaves_no_cgroup_behind(tmp_path):
+    from deploy.local.process import Managed
+
+    _need_cgroup()
+    srv = Managed("memcap-stop", ["sleep", "60"], tmp_path, ready=lambda: True, memory_limit=64 << 20)
+    pid = srv.start()
+    cg = next(l for l in memcap.cgroup_of(pid).splitlines() if f"dialback-memcap-stop-{pid}" in l)
+    assert "capped at 64 MiB" in srv.memory_note.read_text()
+    assert srv.stop()
+    parent, _ = _need_cgroup()
+    assert not (parent / f"dialback-memcap-stop-{pid}").exists(), cg
+    assert not srv.memory_note.exists()
+
+
 def test_the_suites_kafka_runs_capped(kafka_server):
     managed = kafka_server.managed
     if managed is None:
