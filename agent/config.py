@@ -52,6 +52,8 @@ class AgentSettings(CommonSettings):
     sync_pace_bytes: int | None = Field(None, description="sync pauses above this backlog (default: limit/2)")
     segment_bytes: int = 64 << 20
     spool_spare_segments: int = Field(2, ge=0, description="retired spool segment files kept for reuse (page-cache friendly)")
+    spool_tail_bytes: int = Field(64 << 20, ge=0, description="unacknowledged entries also kept in memory, so the "
+                                  "shipper reads them without disk reads or CRC passes (0: always read the files)")
     writeback_bytes: int = Field(8 << 20, description="start disk writeback after this many bytes (0: off)")
     backoff_cap_seconds: float = 10.0
     baseline: bool = Field(False, description="the disks already equal a point Dialback holds (a failover "

@@ -62,7 +62,8 @@ class Agent:
         if not volumes:
             raise ValueError("no volumes to protect: pass --volume NAME=PATH (or set DIALBACK_AGENT_VOLUMES)")
         disks = {name: Disk(name, path) for name, path in volumes.items()}
-        spool = Spool(s.spool_dir / s.group, segment_bytes=s.segment_bytes, spare_segments=s.spool_spare_segments)
+        spool = Spool(s.spool_dir / s.group, segment_bytes=s.segment_bytes, spare_segments=s.spool_spare_segments,
+                      tail_bytes=s.spool_tail_bytes)
         group = Group(s.group, disks, spool, s.spool_limit_bytes, s.low_water, s.writeback_bytes)
         if group.state.initial_sync_complete or s.baseline:
             # With a known baseline the syncer finds nothing to copy and only records the

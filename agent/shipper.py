@@ -61,7 +61,7 @@ def batch_parts(group: Group, first: int, max_batches: int = 1,
         # zstd when it saves 1/8, one reused compressor per thread, and a 16 KiB probe first so
         # incompressible writes are not compressed whole (shared.journal.compress_record).
         packed = compress_record(rec)
-        parts = (raw,) if packed is rec and raw is not None else record_parts(packed)
+        parts = raw if packed is rec and raw is not None else record_parts(packed)
         n = sum(len(p_) for p_ in parts)
         if count and size + n > max_bytes:
             batches.append([batch_head(count, size - HEADER_SIZE), *out])

@@ -18,6 +18,15 @@ logical end, which the scan recognises (wrong header or an older sequence)
 as the end. The rename is made durable before the first write into the
 file, so new data never sits under an old name. Spares are deleted on open.
 
+Tail in memory: the last unacknowledged entries appended (up to
+``tail_bytes``) are also kept in memory, as the record and its encoding, so
+a shipper that keeps up reads them from there: no ``pread`` and no second
+CRC pass over bytes this process wrote itself. Only records whose payload
+is immutable (``bytes``, or a view of one) are kept; an entry is dropped
+once acknowledged, and the oldest first when the tail is full. The file
+stays the truth: a reopened spool, or a read before the tail, reads the
+segments and checks every CRC.
+
 Thread-safe: appends (group lock holder), reads and acks (shipper) may run
 on different threads.
 """
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import mmap
+from collections import deque
 import os
 import struct
 import threading
@@ -42,6 +52,7 @@ _LEN = struct.Struct("<I")
 _SEQ_TS = struct.Struct("<QQ")
 DEFAULT_SEGMENT_BYTES = 64 << 20
 DEFAULT_SPARE_SEGMENTS = 2
+DEFAULT_TAIL_BYTES = 64 << 20
 
 
 class _Segment:
@@ -82,9 +93,19 @@ def entry_parts(rec: Record) -> list:
     Byte-identical to ``encode_batch([rec])`` (a test pins that), from shared.frames' own
     pieces; built here only so the write path skips one copy of every payload.
     """
-    fixed, payload = frames.record_parts(rec)
+    return _entry(frames.record_parts(rec))
+
+
+def _entry(encoding: tuple) -> list:
+    fixed, payload = encoding
     body_len = len(fixed) + len(payload)
     return [_LEN.pack(HEADER_SIZE + body_len) + frames.batch_head(1, body_len) + fixed, payload]
+
+
+def _immutable(payload) -> bool:
+    """A payload the tail may hold on to: nobody can change its bytes later (an NBD receive
+    buffer that is reused for the next write can)."""
+    return isinstance(payload.obj if isinstance(payload, memoryview) else payload, bytes)
 
 
 def _header_ok(buf, pos: int) -> bool:
@@ -110,8 +131,14 @@ def _peek(buf, pos: int) -> tuple[int, int, int]:
 
 class Spool:
     def __init__(self, directory: str | Path, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
-                 spare_segments: int = DEFAULT_SPARE_SEGMENTS):
+                 spare_segments: int = DEFAULT_SPARE_SEGMENTS, tail_bytes: int = DEFAULT_TAIL_BYTES):
         self.dir = Path(directory)
+        self.tail_bytes = tail_bytes
+        # (record, its encoding as (fixed part, payload), entry size), gap-free from _tail_first on
+        self._tail: deque[tuple[Record, tuple, int]] = deque()
+        self._tail_first = 0
+        self._tail_size = 0
+        self.tail_reads = 0  # read_entries calls answered from the tail (figures, tests)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.segment_bytes = segment_bytes
         self.spare_segments = spare_segments
@@ -213,11 +240,13 @@ class Spool:
             return
         parts = []
         sizes = []
+        encodings = []
         expect = self.state.last_seq + 1
         for rec in records:
             if rec.sequence != expect:
                 raise SpoolError(f"record sequence {rec.sequence} does not follow {expect - 1}")
-            entry = entry_parts(rec)
+            encodings.append(frames.record_parts(rec))
+            entry = _entry(encodings[-1])
             parts += entry
             sizes.append(sum(len(x) for x in entry))
             expect += 1
@@ -247,6 +276,27 @@ class Spool:
             self.state.last_seq = records[-1].sequence
             self.state.last_ts = records[-1].timestamp_ns
             self._unsynced = True
+            self._keep_locked(records, encodings, sizes)
+
+    def _keep_locked(self, records: list[Record], encodings: list[tuple], sizes: list[int]) -> None:
+        """Add appended entries to the in-memory tail (or start it afresh where one cannot be kept)."""
+        if not self.tail_bytes:
+            return
+        for rec, enc, n in zip(records, encodings, sizes):
+            if not _immutable(enc[1]) or (self._tail and rec.sequence != self._tail_first + len(self._tail)):
+                self._tail.clear()
+                self._tail_size = 0
+                continue
+            if not self._tail:
+                self._tail_first = rec.sequence
+            self._tail.append((rec, enc, n))
+            self._tail_size += n
+        while self._tail and self._tail_size > self.tail_bytes:
+            self._drop_oldest_locked()
+
+    def _drop_oldest_locked(self) -> None:
+        self._tail_size -= self._tail.popleft()[2]
+        self._tail_first += 1
 
     def _rotate_locked(self, first_seq: int) -> None:
         if self._wfd >= 0:
@@ -304,13 +354,25 @@ class Spool:
         """Records from ``from_seq`` on, about max_bytes of entries (at least one)."""
         return [rec for rec, _ in self.read_entries(from_seq, max_bytes)]
 
-    def read_entries(self, from_seq: int, max_bytes: int) -> list[tuple[Record, memoryview | None]]:
+    def read_entries(self, from_seq: int, max_bytes: int) -> list[tuple[Record, tuple | None]]:
         """(record, its encoding as a batch carries it) from ``from_seq`` on, CRC-checked.
 
-        The encoding is a view of the spooled entry past its length prefix and one-record batch
-        header, so a shipper can put an unchanged record into a batch without encoding it again.
+        The encoding is a tuple of buffers that joined are the spooled entry past its length
+        prefix and one-record batch header, so a shipper can put an unchanged record into a
+        batch without encoding it again. Entries still in the in-memory tail come from there
+        (no read, no CRC pass: this process encoded them); the rest from the segment files.
         """
         with self._lock:
+            if self._tail and self._tail_first <= from_seq < self._tail_first + len(self._tail):
+                out, size = [], 0
+                for i in range(from_seq - self._tail_first, len(self._tail)):
+                    if out and size >= max_bytes:
+                        break
+                    rec, enc, n = self._tail[i]
+                    out.append((rec, enc))
+                    size += n
+                self.tail_reads += 1
+                return out
             seg = self._find(from_seq)
             if seg is None:
                 return []
@@ -327,7 +389,7 @@ class Spool:
             (blen,) = _LEN.unpack_from(buf, pos)
             recs = decode_batch(buf[pos + 4: pos + 4 + blen])
             if len(recs) == 1:  # what append writes
-                out.append((recs[0], buf[pos + 4 + HEADER_SIZE: pos + 4 + blen]))
+                out.append((recs[0], (buf[pos + 4 + HEADER_SIZE: pos + 4 + blen],)))
             else:  # not written by this spool: no single encoding to reuse
                 out += ((rec, None) for rec in recs)
             pos += 4 + blen
@@ -359,6 +421,8 @@ class Spool:
             if through <= self.state.acked_through:
                 return False
             self.state.acked_through = through
+            while self._tail and self._tail_first <= through:  # ingest holds them: never read again
+                self._drop_oldest_locked()
             return True
 
     def persist_acked(self) -> None:

@@ -201,8 +201,6 @@ class NbdServer:
     def _transmission(self, export: ExportBackend, conn: socket.socket, rfile) -> None:
         unpack = p.REQUEST.unpack
         reply = p.SIMPLE_REPLY.pack
-        buf = bytearray(p.MAX_BLOCK)
-        view = memoryview(buf)
         while True:
             magic, flags, cmd, cookie, offset, length = unpack(_read(rfile, p.REQUEST.size))
             if magic != p.REQUEST_MAGIC:
@@ -216,8 +214,9 @@ class NbdServer:
                         raise _Abort()
                     _read(rfile, length)  # too big: drain it and answer EINVAL below
                 else:
-                    data = view[:length]
-                    _readinto(rfile, data)
+                    # Its own buffer, not the reused one: the spool's in-memory tail keeps the
+                    # payload until ingest acknowledged it (agent/spool.py). No extra copy.
+                    data = _read(rfile, length)
             err = self._check(export, cmd, offset, length)
             payload = b""
             if not err:
@@ -266,10 +265,3 @@ def _read(rfile, n: int) -> bytes:
     return data
 
 
-def _readinto(rfile, view: memoryview) -> None:
-    got = 0
-    while got < len(view):
-        k = rfile.readinto(view[got:])
-        if not k:
-            raise EOFError("connection closed mid-payload")
-        got += k

@@ -46,7 +46,9 @@ def test_backlog_ships_in_multi_batch_bodies_and_replays_exactly(tmp_path, inges
         g.bookmark("after")
         before = len(fake.bodies)
         fake.fail_status = None
+        reads = g.spool.tail_reads
         wait_for(lambda: caught_up(g), timeout=60, what="backlog shipped")
+        assert g.spool.tail_reads > reads  # 12 MiB fits the in-memory tail: no file reads needed
         assert set(fake.bodies) == {BATCHES_CONTENT_TYPE}
         recs = fake.records["grp1"]
         assert [r.sequence for r in recs] == list(range(1, g.spool.last_seq + 1))
