@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import itertools
 import mmap
-from collections import deque
 import os
 import struct
 import threading
 from array import array
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 
@@ -365,10 +365,9 @@ class Spool:
         with self._lock:
             if self._tail and self._tail_first <= from_seq < self._tail_first + len(self._tail):
                 out, size = [], 0
-                for i in range(from_seq - self._tail_first, len(self._tail)):
+                for rec, enc, n in itertools.islice(self._tail, from_seq - self._tail_first, None):
                     if out and size >= max_bytes:
                         break
-                    rec, enc, n = self._tail[i]
                     out.append((rec, enc))
                     size += n
                 self.tail_reads += 1
