@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import psutil
 
 
@@ -27,11 +29,9 @@ class CpuMeter:
         """Minor page faults so far (/proc/PID/stat field 10): each one is a fresh page the kernel handed over."""
         out = {}
         for name, p in self.procs.items():
-            try:
+            with contextlib.suppress(OSError, IndexError, ValueError):  # gone: no figure
                 with open(f"/proc/{p.pid}/stat") as f:
                     out[name] = int(f.read().rsplit(")", 1)[1].split()[7])
-            except (OSError, IndexError, ValueError):
-                pass
         return out
 
     def stop(self, wall_seconds: float, megabytes: float) -> dict:

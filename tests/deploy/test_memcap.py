@@ -87,10 +87,23 @@ def test_a_stopped_server_leaves_no_cgroup_behind(tmp_path):
     assert not srv.memory_note.exists()
 
 
+def test_the_stack_caps_kafka_unless_told_not_to(tmp_path, monkeypatch):
+    from deploy.local import stack as stack_mod
+
+    monkeypatch.setattr(stack_mod.kafka, "classpath_dir", lambda cache: tmp_path / "libs")
+    monkeypatch.setattr(stack_mod.kafka, "need", lambda tool: "/bin/true")
+    (tmp_path / "kafka" / "logs").mkdir(parents=True)
+    (tmp_path / "kafka" / "logs" / "meta.properties").write_text("")  # formatted already
+    st = stack_mod.Stack(tmp_path, tmp_path / "cache")
+    assert st.kafka().memory_limit == 2048 << 20
+    monkeypatch.setattr(stack_mod, "KAFKA_MEMORY_MIB", 0)
+    assert st.kafka().memory_limit is None
+
+
 def test_the_suites_kafka_runs_capped(kafka_server):
+    """tests/servers.py starts Kafka as the stack does, capped; an outside Kafka must not be given."""
     managed = kafka_server.managed
-    if managed is None:
-        pytest.skip("DIALBACK_TEST_KAFKA_BOOTSTRAP names an outside Kafka: its memory is not ours to cap")
+    assert managed is not None, "DIALBACK_TEST_KAFKA_BOOTSTRAP names an outside Kafka: its memory is not ours to cap"
     pid = managed.pid()
     assert f"dialback-kafka-{pid}" in memcap.cgroup_of(pid)
     assert "capped at 1536 MiB" in managed.memory_note.read_text()
