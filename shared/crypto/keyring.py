@@ -25,9 +25,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.crypto.keyring_file import KeyringError, locked, read_wrapped, replace_durably
+from shared.tenancy import tenant_bucket
 
-__all__ = ["Keyring", "KeyringError", "ensure_master_key", "load_master_key", "transport_entry",
-           "write_master_key"]
+__all__ = ["Keyring", "KeyringError", "ensure_master_key", "load_master_key", "tenant_entries",
+           "transport_entry", "write_master_key"]
 
 
 def _aad(bucket: str) -> bytes:
@@ -39,6 +40,15 @@ def _aad(bucket: str) -> bytes:
 def transport_entry(tenant: str) -> str:
     """Keyring entry of a tenant's transport key (":" never occurs in bucket names)."""
     return "transport:" + tenant
+
+
+def tenant_entries(tenant: str, bucket_prefix: str = "dialback-") -> tuple[str, ...]:
+    """Every keyring entry a tenant's data needs: its transport key and its bucket's data key.
+
+    `dialback tenant create` creates all of them, so services find them
+    instead of creating one lazily while other processes do the same.
+    """
+    return transport_entry(tenant), tenant_bucket(tenant, bucket_prefix)
 
 
 def load_master_key(path: str | Path) -> bytes:
