@@ -144,7 +144,13 @@ class Keyring:
         # called with the file lock held and self._wrapped freshly read
         if self._wrapped:  # refuse to mix masters in one file (another process rotated it)
             name, blob = next(iter(self._wrapped.items()))
-            self._unwrap(name, blob)
+            try:
+                self._unwrap(name, blob)
+            except KeyringError as err:
+                raise KeyringError(
+                    f"keyring file {self._path} is wrapped under another master key (rotated since this "
+                    f"process started?); no key was created for {bucket!r}: restart with the current master key"
+                ) from err
         key = secrets.token_bytes(32)
         blob = self._wrap(self._master, bucket, key)
         self._wrapped[bucket] = blob

@@ -15,7 +15,9 @@ import secrets
 import traceback
 from pathlib import Path
 
-from shared.crypto.keyring import Keyring, ensure_master_key, load_master_key, transport_entry
+import pytest
+
+from shared.crypto.keyring import Keyring, KeyringError, ensure_master_key, load_master_key, transport_entry
 from shared.objectstore.encrypted import EncryptedObjectStore
 from shared.objectstore.memory import MemoryObjectStore
 
@@ -101,3 +103,52 @@ def test_keyring_file_stays_private_and_leaves_no_temp_files(tmp_path: Path):
     assert leftovers == []
     assert Keyring(load_master_key(master), ring_path).find("dialback-acme") == key
     assert secrets.compare_digest(ring.data_key("dialback-acme"), key)
+
+
+def test_a_key_not_confirmed_on_disk_is_never_handed_out(tmp_path: Path, monkeypatch):
+    import shared.crypto.keyring as keyring_mod
+
+    master = ensure_master_key(tmp_path)
+    ring_path = tmp_path / "keyring.json"
+    ring = Keyring(load_master_key(master), ring_path)
+    ring.data_key("dialback-first")
+    monkeypatch.setattr(keyring_mod, "replace_durably", lambda path, wrapped: None)  # a write that got lost
+    with pytest.raises(KeyringError, match="not in keyring file"):
+        ring.data_key("dialback-acme")
+    with pytest.raises(KeyringError):  # not cached either: the next call tries (and checks) again
+        ring.data_key("dialback-acme")
+    monkeypatch.undo()
+    key = ring.data_key("dialback-acme")
+    assert Keyring(load_master_key(master), ring_path).find("dialback-acme") == key
+
+
+def test_rotation_keeps_entries_added_by_other_processes_after_load(tmp_path: Path):
+    master = ensure_master_key(tmp_path)
+    ring_path = tmp_path / "keyring.json"
+    rotator = Keyring(load_master_key(master), ring_path)
+    rotator.data_key("dialback-a")
+    other = Keyring(load_master_key(master), ring_path)  # e.g. `dialback tenant create` meanwhile
+    added = other.data_key("dialback-b")
+    new = secrets.token_bytes(32)
+    assert rotator.rotate_master(new) == 2
+    assert Keyring(new, ring_path).find("dialback-b") == added
+
+
+def test_a_process_with_the_old_master_refuses_to_add_after_rotation(tmp_path: Path):
+    master = ensure_master_key(tmp_path)
+    ring_path = tmp_path / "keyring.json"
+    stale = Keyring(load_master_key(master), ring_path)
+    stale.data_key("dialback-a")
+    new = secrets.token_bytes(32)
+    Keyring(load_master_key(master), ring_path).rotate_master(new)
+    with pytest.raises(KeyringError, match="another master key"):
+        stale.data_key("dialback-b")  # would wrap it under a key nobody holds after a restart
+    assert Keyring(new, ring_path).verify() == 1
+
+
+def test_a_damaged_keyring_file_is_a_clear_error(tmp_path: Path):
+    master = ensure_master_key(tmp_path)
+    ring_path = tmp_path / "keyring.json"
+    ring_path.write_text('{"version": 1, "wrapped": {}}xx')
+    with pytest.raises(KeyringError, match="restore it from a backup"):
+        Keyring(load_master_key(master), ring_path)
