@@ -122,14 +122,17 @@ class Keyring:
         with self._lock:
             if bucket in self._cache:
                 return self._cache[bucket]
-            if self._path is None:  # in-memory keyring (tests, benches): nothing to share
-                key = self._wrapped_key(bucket) or self._add(bucket)
-            else:
-                with locked(self._path):
-                    self._wrapped, self._stamp = read_wrapped(self._path)  # entries other processes added
-                    key = self._wrapped_key(bucket) or self._add(bucket)
+            self._reload_if_changed()  # an existing entry needs no lock: entries are never removed
+            key = self._wrapped_key(bucket) or self._create(bucket)
             self._cache[bucket] = key
             return key
+
+    def _create(self, bucket: str) -> bytes:
+        if self._path is None:  # in-memory keyring (tests, benches): nothing to share
+            return self._add(bucket)
+        with locked(self._path):
+            self._wrapped, self._stamp = read_wrapped(self._path)  # entries other processes added
+            return self._wrapped_key(bucket) or self._add(bucket)
 
     def ensure(self, *names: str) -> None:
         """Create every missing entry of ``names``; when this returns all of them are stored (confirmed)."""
@@ -153,17 +156,18 @@ class Keyring:
                 ) from err
         key = secrets.token_bytes(32)
         blob = self._wrap(self._master, bucket, key)
-        self._wrapped[bucket] = blob
         if self._path is None:
+            self._wrapped[bucket] = blob
             return key
-        replace_durably(self._path, self._wrapped)
-        stored, self._stamp = read_wrapped(self._path)
-        if stored.get(bucket) != blob:
+        # self._wrapped stays the on-disk view until the entry is confirmed there,
+        # so an unconfirmed key is never found by a later call.
+        replace_durably(self._path, {**self._wrapped, bucket: blob})
+        self._wrapped, self._stamp = read_wrapped(self._path)
+        if self._wrapped.get(bucket) != blob:
             raise KeyringError(
                 f"the new key of {bucket!r} is not in keyring file {self._path} after writing it; "
                 "nothing was sealed under it; check the file is not replaced by another tool and retry"
             )
-        self._wrapped = stored
         return key
 
     def find(self, name: str) -> bytes | None:
