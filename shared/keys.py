@@ -10,9 +10,17 @@ is recovery planning::
     groups/<group>/policy.json                           the group's retention policy
     groups/<group>/leases/<id>.json                      a reader's lease (GC keeps what it needs)
     chunks/<id[:2]>/<id>                                 tenant-wide chunk, id = SHA-256 of its plaintext
+    recoveries/<anything>                                recovered images; the ONLY keys a client may name
+
+Every other prefix holds state that Dialback owns and that other objects
+depend on (a chunk is shared by every base that references it), so a key a
+client chooses (a recovery's ``target.key``) must pass
+:func:`check_client_key`: it can only land under ``recoveries/``.
 """
 
 from __future__ import annotations
+
+from shared.errors import InvalidName
 
 SEQ_WIDTH = 20
 
@@ -82,3 +90,44 @@ def leases_prefix(group: str) -> str:
 
 def lease_key(group: str, lease_id: str) -> str:
     return f"{leases_prefix(group)}{lease_id}.json"
+
+
+RECOVERIES_PREFIX = "recoveries/"
+# S3 allows 1024 bytes; leave room for the "<volume>.img" appended to a prefix.
+MAX_CLIENT_KEY_BYTES = 900
+
+
+def recovery_prefix(group: str, sequence: int) -> str:
+    """Default key prefix of the images recovered from ``group`` at ``sequence``."""
+    return f"{RECOVERIES_PREFIX}{group}/seq-{sequence:0{SEQ_WIDTH}d}/"
+
+
+def check_client_key(key: str) -> str:
+    """``key`` if a client may write an object there, else InvalidName saying what is allowed.
+
+    Allowed: a key, or a key prefix ending in "/", under ``recoveries/``,
+    at most MAX_CLIENT_KEY_BYTES bytes of UTF-8, with no empty, "." or ".."
+    segment and no control character. Pure (no I/O), so callers check
+    before any I/O.
+    """
+    problem = _client_key_problem(key)
+    if problem:
+        raise InvalidName(f"object key {key!r} is not allowed ({problem}): recovered images may only be "
+                          f"written under '{RECOVERIES_PREFIX}', e.g. '{RECOVERIES_PREFIX}<name>/<volume>.img' "
+                          f"or a prefix ending in '/'")
+    return key
+
+
+def _client_key_problem(key: object) -> str | None:
+    if not isinstance(key, str) or not key:
+        return "empty"
+    if not key.startswith(RECOVERIES_PREFIX):
+        return f"outside '{RECOVERIES_PREFIX}'"
+    if len(key.encode()) > MAX_CLIENT_KEY_BYTES:
+        return f"longer than {MAX_CLIENT_KEY_BYTES} bytes"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        return "control character"
+    body = key[:-1] if key.endswith("/") else key  # a prefix may end in "/"
+    if any(seg in ("", ".", "..") for seg in body.split("/")):
+        return "empty, '.' or '..' path segment"
+    return None

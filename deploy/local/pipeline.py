@@ -106,7 +106,8 @@ class Pipeline:
             crypto = {"DIALBACK_MASTER_KEY_FILE": str(master), "DIALBACK_KEYRING_FILE": str(keyring)}
             ring = Keyring(load_master_key(master), keyring)
         credentials = home / f"{tenant}.credentials.json"
-        token = create_tenant_with_credentials(tenants_file, tenant, credentials, ring).token
+        token = create_tenant_with_credentials(tenants_file, tenant, credentials, ring,
+                                               stack_env.get("DIALBACK_BUCKET_PREFIX", "dialback-")).token
         ports = {"ingest": free_port(), "recovery": free_port(), "retention": free_port()}
         env = {
             **stack_env,

@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
         from services.ingest.provision import create_tenant_with_credentials
         from shared.credentials import CredentialsError
         from shared.crypto.keyring import Keyring, KeyringError, load_master_key
+        from shared.config import CommonSettings
         from shared.objectstore.factory import getattr_env, keyring_from_env
 
         path = tenants_file or default_tenants_file()
@@ -44,7 +45,7 @@ def register(app: typer.Typer) -> None:
                 ring = Keyring(load_master_key(master_key_file), ring_path)
             else:
                 ring = keyring_from_env()
-            creds = create_tenant_with_credentials(path, name, creds_path, ring)
+            creds = create_tenant_with_credentials(path, name, creds_path, ring, CommonSettings().bucket_prefix)
         except (TenantExists, InvalidName, TenantsFileError, CredentialsError, KeyringError, OSError) as e:
             err.print(f"[red]error:[/red] {e}")
             raise typer.Exit(1) from e

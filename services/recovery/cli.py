@@ -19,6 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.table import Table
 
 from services.recovery.errors import BadRequest, RecoveryError
+from services.recovery.upload import check_target_key
 from services.recovery.planner import At
 
 err = Console(stderr=True)
@@ -145,6 +146,8 @@ def register(app: typer.Typer) -> None:
         if to_stdout and volume == "all":
             _fail("'-' takes one volume; use --out DIR or --object PREFIX/ for the whole group")
         try:
+            if object_key is not None:
+                check_target_key(object_key)  # before any I/O, as the API does
             if direct:
                 _recover_direct(group, volume, at, out if not to_stdout else None, object_key, to_stdout, tenant)
             else:

@@ -175,16 +175,16 @@ class Recovery:
                    progress: Progress | None = None) -> Result:
         """Images as objects in the tenant's bucket: ``<prefix><volume>.img``."""
         prefix = key_prefix if key_prefix is not None else \
-            f"recoveries/{plan.journal.group}/seq-{plan.point.sequence:020d}/"
+            keys.recovery_prefix(plan.journal.group, plan.point.sequence)
         # A key not ending in "/" names the object itself (one volume only).
         exact = key_prefix is not None and not key_prefix.endswith("/") and len(plan.volumes) == 1
-        keys = {v: check_target_key(prefix if exact else f"{prefix}{v}.img") for v in plan.volumes}
+        targets = {v: check_target_key(prefix if exact else f"{prefix}{v}.img") for v in plan.volumes}
         paths, stats = self.to_temp(plan, progress)
         res = Result(plan.journal.group, plan.point, stats=stats)
         try:
             for v, path in paths.items():
-                upload_file(self.store, plan.journal.bucket, keys[v], path)
-                item = {"volume": v, "bucket": plan.journal.bucket, "key": keys[v], "size": plan.journal.volumes[v]}
+                upload_file(self.store, plan.journal.bucket, targets[v], path)
+                item = {"volume": v, "bucket": plan.journal.bucket, "key": targets[v], "size": plan.journal.volumes[v]}
                 if digest:
                     item["sha256"] = file_sha256(path)
                 res.volumes.append(item)

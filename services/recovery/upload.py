@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shared.errors import InvalidName
+from shared.keys import check_client_key
 from shared.objectstore import ObjectStore, ObjectStoreError
 from shared.objectstore.minio import MinioObjectStore
 
@@ -28,13 +30,17 @@ def upload_file(store: ObjectStore, bucket: str, key: str, path: Path) -> None:
 
 
 def check_target_key(key: str) -> str:
-    """Recovered images must never land on the journal's own keys."""
+    """``key`` if recovered images may be written there (only under ``recoveries/``), else BadRequest (400).
+
+    Recovered images must never land on Dialback's own objects (journal,
+    bases, leases, shared chunks); the rule lives in shared.keys.
+    """
     from services.recovery.errors import BadRequest
 
-    if not key or key.startswith("/") or key.startswith("groups/") or ".." in key.split("/") or len(key) > 900:
-        raise BadRequest(f"object key {key!r} is not allowed: use a relative key outside 'groups/' "
-                         "(default: recoveries/<group>/<volume>-<sequence>.img)")
-    return key
+    try:
+        return check_client_key(key)
+    except InvalidName as err:
+        raise BadRequest(str(err)) from err
 
 
 __all__ = ["upload_file", "check_target_key", "ObjectStoreError"]

@@ -4,12 +4,18 @@ Persisted as a JSON file (``$DIALBACK_HOME/keyring.json``) holding only WRAPPED
 keys; the master key lives in its own 0600 file (DIALBACK_MASTER_KEY_FILE).
 Rotating the master key re-wraps every data key; no object is rewritten.
 Key bytes never appear in reprs, logs or error texts.
+
+Several processes share one keyring file (ingest, retention, recovery,
+`dialback tenant create`). Creating an entry re-reads the file, adds the
+entry and replaces the file under an exclusive cross-process lock, then
+re-reads the file to confirm the entry is there before the key is handed
+out: a key a caller receives is on disk, so data sealed under it decrypts
+after any restart. Entries are never removed; rotation re-wraps them.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import secrets
 import threading
@@ -18,11 +24,11 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from shared.errors import DialbackError
+from shared.crypto.keyring_file import KeyringError, locked, read_wrapped, replace_durably
+from shared.tenancy import tenant_bucket
 
-
-class KeyringError(DialbackError):
-    pass
+__all__ = ["Keyring", "KeyringError", "ensure_master_key", "load_master_key", "tenant_entries",
+           "transport_entry", "write_master_key"]
 
 
 def _aad(bucket: str) -> bytes:
@@ -34,6 +40,15 @@ def _aad(bucket: str) -> bytes:
 def transport_entry(tenant: str) -> str:
     """Keyring entry of a tenant's transport key (":" never occurs in bucket names)."""
     return "transport:" + tenant
+
+
+def tenant_entries(tenant: str, bucket_prefix: str = "dialback-") -> tuple[str, ...]:
+    """Every keyring entry a tenant's data needs: its transport key and its bucket's data key.
+
+    `dialback tenant create` creates all of them, so services find them
+    instead of creating one lazily while other processes do the same.
+    """
+    return transport_entry(tenant), tenant_bucket(tenant, bucket_prefix)
 
 
 def load_master_key(path: str | Path) -> bytes:
@@ -65,6 +80,8 @@ def ensure_master_key(home: str | Path) -> Path:
 
 
 class Keyring:
+    """Wrapped per-entry keys; with ``path``, shared with other processes through that file."""
+
     def __init__(self, master_key: bytes, path: str | Path | None = None) -> None:
         if len(master_key) != 32:
             raise KeyringError("master key must be 32 bytes")
@@ -74,8 +91,8 @@ class Keyring:
         self._cache: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
-        if self._path and self._path.exists():
-            self._wrapped = json.loads(self._path.read_text())["wrapped"]
+        if self._path:
+            self._wrapped, self._stamp = read_wrapped(self._path)
 
     def __repr__(self) -> str:
         return f"Keyring(path={self._path}, tenants={len(self._wrapped)})"
@@ -95,19 +112,63 @@ class Keyring:
         return base64.b64encode(nonce + master.encrypt(nonce, key, _aad(bucket))).decode()
 
     def data_key(self, bucket: str) -> bytes:
+        """The key of entry ``bucket``, created (and durably stored) when it has none.
+
+        Contract: the returned key is in the keyring file when this returns
+        (confirmed by a re-read); if that cannot be confirmed KeyringError is
+        raised and no key is returned. Concurrent callers in any process
+        asking for the same entry all get the same key.
+        """
         with self._lock:
             if bucket in self._cache:
                 return self._cache[bucket]
-            if self._path and self._path.exists():  # another process may have added it
-                self._wrapped = json.loads(self._path.read_text())["wrapped"]
-            if bucket in self._wrapped:
-                key = self._unwrap(bucket, self._wrapped[bucket])
-            else:
-                key = secrets.token_bytes(32)
-                self._wrapped[bucket] = self._wrap(self._master, bucket, key)
-                self._save()
+            self._reload_if_changed()  # an existing entry needs no lock: entries are never removed
+            key = self._wrapped_key(bucket) or self._create(bucket)
             self._cache[bucket] = key
             return key
+
+    def _create(self, bucket: str) -> bytes:
+        if self._path is None:  # in-memory keyring (tests, benches): nothing to share
+            return self._add(bucket)
+        with locked(self._path):
+            self._wrapped, self._stamp = read_wrapped(self._path)  # entries other processes added
+            return self._wrapped_key(bucket) or self._add(bucket)
+
+    def ensure(self, *names: str) -> None:
+        """Create every missing entry of ``names``; when this returns all of them are stored (confirmed)."""
+        for n in names:
+            self.data_key(n)
+
+    def _wrapped_key(self, bucket: str) -> bytes | None:
+        blob = self._wrapped.get(bucket)
+        return None if blob is None else self._unwrap(bucket, blob)
+
+    def _add(self, bucket: str) -> bytes:
+        # called with the file lock held and self._wrapped freshly read
+        if self._wrapped:  # refuse to mix masters in one file (another process rotated it)
+            name, blob = next(iter(self._wrapped.items()))
+            try:
+                self._unwrap(name, blob)
+            except KeyringError as err:
+                raise KeyringError(
+                    f"keyring file {self._path} is wrapped under another master key (rotated since this "
+                    f"process started?); no key was created for {bucket!r}: restart with the current master key"
+                ) from err
+        key = secrets.token_bytes(32)
+        blob = self._wrap(self._master, bucket, key)
+        if self._path is None:
+            self._wrapped[bucket] = blob
+            return key
+        # self._wrapped stays the on-disk view until the entry is confirmed there,
+        # so an unconfirmed key is never found by a later call.
+        replace_durably(self._path, {**self._wrapped, bucket: blob})
+        self._wrapped, self._stamp = read_wrapped(self._path)
+        if self._wrapped.get(bucket) != blob:
+            raise KeyringError(
+                f"the new key of {bucket!r} is not in keyring file {self._path} after writing it; "
+                "nothing was sealed under it; check the file is not replaced by another tool and retry"
+            )
+        return key
 
     def find(self, name: str) -> bytes | None:
         """The existing key of entry ``name`` or None; never creates one.
@@ -119,16 +180,15 @@ class Keyring:
             if name in self._cache:
                 return self._cache[name]
             self._reload_if_changed()
-            blob = self._wrapped.get(name)
-            if blob is None:
-                return None
-            key = self._unwrap(name, blob)
-            self._cache[name] = key
+            key = self._wrapped_key(name)
+            if key is not None:
+                self._cache[name] = key
             return key
 
     def verify(self) -> int:
-        """Unwrap every entry (KeyringError if one does not); returns how many."""
+        """Unwrap every entry of the keyring file (KeyringError if one does not); returns how many."""
         with self._lock:
+            self._reload_if_changed()
             return len([self._unwrap(b, w) for b, w in self._wrapped.items()])
 
     def _reload_if_changed(self) -> None:
@@ -138,29 +198,31 @@ class Keyring:
             st = self._path.stat()
         except FileNotFoundError:
             return
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if stamp != self._stamp:
-            self._wrapped = json.loads(self._path.read_text())["wrapped"]
-            self._stamp = stamp
+        if (st.st_mtime_ns, st.st_size, st.st_ino) != self._stamp:
+            self._wrapped, self._stamp = read_wrapped(self._path)
 
     def rotate_master(self, new_master_key: bytes) -> int:
-        """Re-wrap every data key under ``new_master_key``; returns how many."""
+        """Re-wrap every data key under ``new_master_key``; returns how many.
+
+        Under the file lock and from a fresh read, so an entry another process
+        added since this keyring was loaded is re-wrapped too, not dropped.
+        The new file is durable (fsynced) when this returns: the caller renames
+        the new master key file over the old one only after that.
+        """
         new = AESGCM(new_master_key)
         with self._lock:
-            keys = {b: self._unwrap(b, w) for b, w in self._wrapped.items()}
-            self._wrapped = {b: self._wrap(new, b, k) for b, k in keys.items()}
-            self._master = new
-            self._cache = keys
-            self._save()
-            return len(keys)
+            if self._path is None:
+                return self._rewrap(new)
+            with locked(self._path):
+                self._wrapped, self._stamp = read_wrapped(self._path)
+                n = self._rewrap(new)
+                replace_durably(self._path, self._wrapped)
+                self._wrapped, self._stamp = read_wrapped(self._path)
+                return n
 
-    def _save(self) -> None:
-        if not self._path:
-            return
-        tmp = self._path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": 1, "wrapped": self._wrapped}, f)
-            f.flush()
-            os.fsync(f.fileno())  # rotate-master renames the new master key only after this is durable
-        os.replace(tmp, self._path)
+    def _rewrap(self, new: AESGCM) -> int:
+        keys = {b: self._unwrap(b, w) for b, w in self._wrapped.items()}
+        self._wrapped = {b: self._wrap(new, b, k) for b, k in keys.items()}
+        self._master = new
+        self._cache = keys
+        return len(keys)

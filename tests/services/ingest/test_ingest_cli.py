@@ -65,3 +65,32 @@ def test_create_with_master_key_writes_credentials_with_transport_key(tmp_path, 
                                             "--credentials", str(creds_path)])
     assert again.exit_code == 1 and "already exists" in again.output
     assert sorted(read_tenants(path)) == ["acme"]
+
+
+def test_create_stores_every_key_the_tenants_data_needs(tmp_path, monkeypatch):
+    """`tenant create` leaves the transport key AND the bucket's data key in keyring.json,
+    so retention sealing the tenant's first object creates nothing (the file is unchanged)."""
+    from shared.objectstore.encrypted import EncryptedObjectStore
+    from shared.objectstore.memory import MemoryObjectStore
+    from shared.tenancy import tenant_bucket
+
+    master = ensure_master_key(tmp_path)
+    ring_path = tmp_path / "keyring.json"
+    monkeypatch.setenv("DIALBACK_MASTER_KEY_FILE", str(master))
+    monkeypatch.setenv("DIALBACK_KEYRING_FILE", str(ring_path))
+    monkeypatch.setenv("DIALBACK_BUCKET_PREFIX", "acct-")
+    r = CliRunner().invoke(make_app(), ["tenant", "create", "acme", "--tenants-file", str(tmp_path / "t.json"),
+                                        "--credentials", str(tmp_path / "acme.json")])
+    assert r.exit_code == 0, r.output
+    restarted = Keyring(load_master_key(master), ring_path)
+    bucket = tenant_bucket("acme", "acct-")
+    assert restarted.find(bucket) is not None, "the bucket data key was not created with the tenant"
+    assert restarted.find(transport_entry("acme")) == read_credentials(tmp_path / "acme.json").transport_key
+    before = ring_path.read_bytes()
+    store = EncryptedObjectStore(MemoryObjectStore(), Keyring(load_master_key(master), ring_path))
+    store.ensure_bucket(bucket)
+    store.put(bucket, "groups/g/manifest.json", b"{}")  # what retention's first write does
+    assert ring_path.read_bytes() == before  # no key created lazily
+    assert restarted.verify() == 2
+    from shared.crypto.keyring import tenant_entries  # the list services and the CLI agree on
+    assert set(tenant_entries("acme", "acct-")) == {transport_entry("acme"), bucket}

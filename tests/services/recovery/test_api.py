@@ -153,3 +153,56 @@ def test_health_and_metrics(env):
     client, *_ = env
     assert client.get("/healthz").json() == {"status": "ok"}
     assert b"dialback_recovery" in client.get("/metrics").content
+
+
+CHUNK_ID = "ab" + "c" * 62
+
+
+def _snapshot(store: MemoryObjectStore) -> dict[tuple[str, str], bytes]:
+    return {(b, k): bytes(v) for b, objs in store._buckets.items() for k, v in objs.items()}
+
+
+@pytest.mark.parametrize("key", [
+    f"chunks/ab/{CHUNK_ID}",                # a content-addressed chunk every base that shares it reads
+    "chunks/",
+    "groups/g1/leases/reader.json",
+    "groups/g1/bases/00000000000000000020.json",
+    "leases/x.json",
+    "recoveries/../chunks/ab/" + CHUNK_ID,  # escapes the prefix
+    "recoveries//x.img",                    # empty segment
+    "recoveries/a/./b.img",
+    "/recoveries/x.img",                    # leading /
+    "recoveries",                           # the prefix without its '/'
+    "recoveriesX/x.img",
+    "recoveries/a\nb.img",
+    "recoveries/" + "x" * 1000,             # too long
+    "",
+])
+def test_target_key_outside_recoveries_refused_and_store_unchanged(env, key):
+    client, store, recs, sync, h, _ = env
+    chunk = b"chunk bytes shared by every base " * 100
+    store.put("dialback-acme", f"chunks/ab/{CHUNK_ID}", chunk)
+    before = _snapshot(store)
+    r = client.post("/v1/groups/g1/recoveries", json={"volume": "disk0", "at": {"sequence": sync + 3},
+                                                       "target": {"key": key}}, headers=h)
+    assert r.status_code == 400, r.text
+    assert "recoveries/" in r.json()["detail"]  # says which prefix is allowed
+    assert _snapshot(store) == before
+    assert store.get("dialback-acme", f"chunks/ab/{CHUNK_ID}") == chunk
+    assert store.image_io() == [("put", f"chunks/ab/{CHUNK_ID}")]  # only the test's own put
+
+
+@pytest.mark.parametrize("volume,key,want_key", [
+    ("disk0", "recoveries/custom/disk0-at-x.img", "recoveries/custom/disk0-at-x.img"),
+    ("all", "recoveries/custom/", None),
+])
+def test_target_key_under_recoveries_is_written(env, volume, key, want_key):
+    client, store, recs, sync, h, _ = env
+    n = sync + 5
+    r = client.post("/v1/groups/g1/recoveries", json={"volume": volume, "at": {"sequence": n},
+                                                       "target": {"key": key}}, headers=h)
+    assert r.status_code == 201, r.text
+    want = reference(VOLS, recs, n)
+    for v in r.json()["volumes"]:
+        assert v["key"] == (want_key or f"{key}{v['volume']}.img")
+        assert store.get("dialback-acme", v["key"]) == want[v["volume"]]

@@ -112,8 +112,8 @@ def test_to_objects_exact_key_and_prefix(tmp_path):
     store, recs, sync = _journal(8, n=30)
     rec = Recovery(store, work_dir=tmp_path)
     want = reference(VOLS, recs, sync + 10)
-    one = rec.to_objects(rec.plan("acme", "g1", "disk1", At.of(sequence=sync + 10)), "images/d1.raw")
-    assert [v["key"] for v in one.volumes] == ["images/d1.raw"]
-    assert store.get("dialback-acme", "images/d1.raw") == want["disk1"]
-    both = rec.to_objects(rec.plan("acme", "g1", "all", At.of(sequence=sync + 10)), "dr-test/")
-    assert sorted(v["key"] for v in both.volumes) == ["dr-test/disk0.img", "dr-test/disk1.img"]
+    one = rec.to_objects(rec.plan("acme", "g1", "disk1", At.of(sequence=sync + 10)), "recoveries/images/d1.raw")
+    assert [v["key"] for v in one.volumes] == ["recoveries/images/d1.raw"]
+    assert store.get("dialback-acme", "recoveries/images/d1.raw") == want["disk1"]
+    both = rec.to_objects(rec.plan("acme", "g1", "all", At.of(sequence=sync + 10)), "recoveries/dr-test/")
+    assert sorted(v["key"] for v in both.volumes) == ["recoveries/dr-test/disk0.img", "recoveries/dr-test/disk1.img"]
