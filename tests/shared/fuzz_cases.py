@@ -43,9 +43,9 @@ _payload = st.one_of(st.binary(max_size=512), st.builds(lambda n: bytes(n), st.i
 
 
 @st.composite
-def records(draw, first: int | None = None, max_size: int = 5) -> list[Record]:
+def records(draw, first: int | None = None, max_size: int = 5, min_seq: int = 1) -> list[Record]:
     """Consecutive, valid records of the group's volumes (DATA raw or zstd, ZEROES, TRIM, BOOKMARK)."""
-    seq = draw(st.integers(1, 50)) if first is None else first
+    seq = draw(st.integers(min_seq, 50)) if first is None else first
     ts = draw(st.integers(0, 1 << 40))
     out = []
     for _ in range(draw(st.integers(1, max_size))):
@@ -63,13 +63,11 @@ def records(draw, first: int | None = None, max_size: int = 5) -> list[Record]:
     return out
 
 
-valid_batches = records().map(encode_batch)
-
 
 @st.composite
-def valid_bodies(draw) -> bytes:
+def valid_bodies(draw, min_seq: int = 1) -> bytes:
     """A multi-batch body: 1..3 batches continuing one another."""
-    batches, first = [], draw(st.integers(1, 50))
+    batches, first = [], draw(st.integers(min_seq, 50))
     for _ in range(draw(st.integers(1, 3))):
         recs = draw(records(first=first, max_size=3))
         batches.append(encode_batch(recs))
@@ -156,10 +154,10 @@ _zstd = st.one_of(
 
 
 @st.composite
-def crafted_batches(draw) -> bytes:
+def crafted_batches(draw, min_seq: int = 0) -> bytes:
     """A batch framed correctly (CRCs and header right) whose records carry arbitrary field values."""
     recs = []
-    seq = draw(st.integers(0, (1 << 64) - 1))
+    seq = draw(st.integers(min_seq, (1 << 64) - 1))
     for _ in range(draw(st.integers(1, 3))):
         volume = draw(st.sampled_from(sorted(VOLUMES)) | st.text(min_size=1, max_size=8))
         if len(volume.encode()) > 64:
@@ -190,10 +188,21 @@ def framed_garbage(draw) -> bytes:
     return head + struct.pack("<I", crc32c.crc32c(head)) + body
 
 
-batch_inputs = st.one_of(st.binary(max_size=1024), framed_garbage(), mutated(valid_batches), crafted_batches())
-body_inputs = st.one_of(st.binary(max_size=1024), mutated(valid_bodies(), framed=False),
-                        st.lists(batch_inputs, min_size=1, max_size=9).map(
-                            lambda bs: b"".join(struct.pack("<I", len(b)) + b for b in bs)))
+def batch_inputs_from(min_seq: int = 0) -> st.SearchStrategy[bytes]:
+    """Anything a client may post as one batch; with ``min_seq`` >= 2 none is acceptable to a new group."""
+    return st.one_of(st.binary(max_size=1024), framed_garbage(),
+                     mutated(records(min_seq=max(1, min_seq)).map(encode_batch)), crafted_batches(min_seq))
+
+
+def body_inputs_from(min_seq: int = 0) -> st.SearchStrategy[bytes]:
+    """Anything a client may post as a multi-batch body (batch_inputs_from, framed as a body)."""
+    return st.one_of(st.binary(max_size=1024), mutated(valid_bodies(max(1, min_seq)), framed=False),
+                     st.lists(batch_inputs_from(min_seq), min_size=1, max_size=9).map(
+                         lambda bs: b"".join(struct.pack("<I", len(b)) + b for b in bs)))
+
+
+batch_inputs = batch_inputs_from()
+body_inputs = body_inputs_from()
 
 
 @st.composite
