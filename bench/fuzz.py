@@ -60,7 +60,8 @@ def main() -> None:
     names = [t for t in args.targets.split(",") if t]
     unknown = [t for t in names if t not in TARGETS]
     if unknown or args.examples < 1:
-        ap.error(f"unknown targets {unknown}; choose from {', '.join(TARGETS)}" if unknown else "--examples must be >= 1")
+        ap.error(f"unknown targets {unknown}; choose from {', '.join(TARGETS)}" if unknown
+                 else "--examples must be >= 1")
     results = [run_target(n, args.examples, args.seed) for n in names]
     print(json.dumps({"bench": "fuzz", "python": platform.python_version(), "seed": args.seed,
                       "examples_per_target": args.examples, "ok": all(r["ok"] for r in results),

@@ -26,7 +26,7 @@ from services.ingest.errors import IngestError
 from services.ingest.state import GroupState
 from shared.bodies import BodyError, encode_body, split_body
 from shared.crypto.transport import TransportError, decode_key, open_sealed, seal
-from shared.frames import MAX_RECORD_BYTES, Codec, FrameError, Kind, Record, data_record, decode_batch, encode_batch
+from shared.frames import MAX_RECORD_BYTES, FrameError, Kind, Record, data_record, decode_batch, encode_batch
 from shared.inflate import InflateError, inflate
 from shared.journal import JournalError, iter_segment_records
 

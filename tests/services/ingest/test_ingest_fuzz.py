@@ -22,8 +22,8 @@ from services.ingest.api.routes.batches import CONTENT_TYPES
 from services.ingest.transport import TransportKeys
 from shared.crypto.keyring import Keyring, transport_entry
 from shared.crypto.transport import new_key
-from shared.tenancy import control_topic, writes_topic
 from shared.frames import MAX_RECORD_BYTES
+from shared.tenancy import control_topic, writes_topic
 from tests.shared.bombs import bomb_batch, peak_growth
 from tests.shared.fuzz_cases import HEAP_BOUND, VOLUMES, batch_inputs_from, body_inputs_from, sealed_inputs
 
