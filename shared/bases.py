@@ -31,9 +31,11 @@ import zstandard
 
 from shared import keys
 from shared.errors import DialbackError
+from shared.inflate import inflate
 from shared.objectstore import ObjectNotFound, ObjectStore
 
 DEFAULT_CHUNK_SIZE = 1 << 20
+MAX_CHUNK_SIZE = 64 << 20  # largest chunk_size a base may have (retention_chunk_size's bound)
 
 
 class BaseError(DialbackError):
@@ -80,7 +82,7 @@ class Base:
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise BaseError(f"{where} is not a valid base image document: {err!r}") from err
         for v, vc in base.volumes.items():
-            if base.chunk_size <= 0 or len(vc.chunks) != -(-vc.size // base.chunk_size):
+            if not 0 < base.chunk_size <= MAX_CHUNK_SIZE or len(vc.chunks) != -(-vc.size // base.chunk_size):
                 raise BaseError(f"{where}: volume {v!r} of {vc.size} bytes lists {len(vc.chunks)} chunks "
                                 f"of {base.chunk_size} bytes")
         return base
@@ -99,12 +101,6 @@ def _cctx() -> zstandard.ZstdCompressor:
     if not hasattr(_local, "c"):
         _local.c = zstandard.ZstdCompressor(level=3)
     return _local.c
-
-
-def _dctx() -> zstandard.ZstdDecompressor:
-    if not hasattr(_local, "d"):
-        _local.d = zstandard.ZstdDecompressor()
-    return _local.d
 
 
 def chunk_id(data: bytes) -> str:
@@ -133,18 +129,19 @@ def put_chunk(store: ObjectStore, bucket: str, data: bytes, known: set[str] | No
     return cid
 
 
-def read_chunk(store: ObjectStore, bucket: str, cid: str, verify: bool = True) -> bytes:
-    """A chunk's plaintext, checked against its id (BaseError when missing or corrupt)."""
+def read_chunk(store: ObjectStore, bucket: str, cid: str, verify: bool = True, length: int | None = None) -> bytes:
+    """A chunk's plaintext, checked against its id (BaseError when missing or corrupt).
+
+    It inflates to at most ``length`` bytes (the chunk's size in its base; default
+    MAX_CHUNK_SIZE): a larger (or bomb) chunk is a BaseError, never a large allocation.
+    """
     key = keys.chunk_key(cid)
     try:
         body = store.get(bucket, key)
     except ObjectNotFound as err:
         raise BaseError(f"chunk {bucket}/{key} is missing: the base referencing it cannot be restored; "
                         "run 'dialback verify' to list affected points") from err
-    try:
-        data = _dctx().decompress(body)
-    except zstandard.ZstdError as err:
-        raise BaseError(f"chunk {bucket}/{key} does not decompress: {err}") from err
+    data = inflate(body, MAX_CHUNK_SIZE if length is None else length, BaseError, f"chunk {bucket}/{key}")
     if verify and chunk_id(data) != cid:
         raise BaseError(f"chunk {bucket}/{key} does not match its SHA-256: the object is corrupt")
     return data
@@ -157,7 +154,7 @@ def read_volume_chunk(store: ObjectStore, bucket: str, base: Base, volume: str, 
     cid = vc.chunks[index]
     if cid is None:
         return bytes(length)
-    data = read_chunk(store, bucket, cid)
+    data = read_chunk(store, bucket, cid, length=length)
     if len(data) != length:
         raise BaseError(f"chunk {cid} of {volume!r} in {base.key} holds {len(data)} bytes, expected {length}")
     return data

@@ -18,7 +18,11 @@ Layout (all integers little-endian)::
 
 `header_crc` covers the first 16 bytes of the header. A record's `crc32c`
 covers its bytes from `volume_len` up to `payload_len` inclusive, then its
-payload. A whole batch is at most :data:`MAX_BATCH_BYTES`.
+payload. A whole batch is at most :data:`MAX_BATCH_BYTES`, and a DATA record
+declares at most :data:`MAX_RECORD_BYTES`: a raw one must fit in a batch, so a
+compressed one may not claim more (ZEROES and TRIM lengths describe a range
+and carry no payload, so they are not capped). zstd payloads inflate through
+:func:`shared.inflate.inflate`, bounded by the declared length.
 
 Decoding never raises anything but :class:`FrameError` (and its subclasses):
 a truncated, oversized or corrupted frame names what is wrong.
@@ -34,9 +38,12 @@ from typing import Iterable, Sequence
 import crc32c as _crc32c
 import zstandard
 
+from shared.inflate import inflate
+
 MAGIC = b"DBWB"
 VERSION = 1
 MAX_BATCH_BYTES = 1 << 20
+MAX_RECORD_BYTES = MAX_BATCH_BYTES  # largest length a DATA record may declare
 MAX_VOLUME_ID = 64
 
 _HEADER = struct.Struct("<4sBBHII")  # magic, version, reserved, reserved, count, body_len
@@ -103,12 +110,10 @@ class Record:
         """The decoded payload: the bytes written (DATA) or the bookmark name."""
         if self.codec == Codec.RAW:
             return bytes(self.payload)
-        try:
-            out = zstandard.ZstdDecompressor().decompress(
-                self.payload, max_output_size=max(self.length, MAX_BATCH_BYTES)
-            )
-        except zstandard.ZstdError as err:
-            raise CorruptFrame(f"record seq {self.sequence}: zstd payload does not decompress: {err}") from err
+        # A DATA record inflates to exactly its length; anything else at most to a record's cap.
+        limit = self.length if self.kind == Kind.DATA else MAX_RECORD_BYTES
+        out = inflate(self.payload, min(limit, MAX_RECORD_BYTES), CorruptFrame,
+                      f"record seq {self.sequence}: zstd payload")
         if self.kind == Kind.DATA and len(out) != self.length:
             raise CorruptFrame(
                 f"record seq {self.sequence}: payload decompresses to {len(out)} bytes, header says {self.length}"
@@ -139,6 +144,9 @@ def _check_record(rec: Record) -> bytes:
     vol = rec.volume.encode()
     if not 0 < len(vol) <= MAX_VOLUME_ID:
         raise FrameError(f"volume id must be 1..{MAX_VOLUME_ID} bytes, got {len(vol)}")
+    if rec.kind == Kind.DATA and rec.length > MAX_RECORD_BYTES:
+        raise OversizedFrame(f"record seq {rec.sequence}: DATA length {rec.length} is over the "
+                             f"{MAX_RECORD_BYTES}-byte record limit; split the write")
     if rec.kind in (Kind.DATA,) and rec.codec == Codec.RAW and len(rec.payload) != rec.length:
         raise FrameError(f"record seq {rec.sequence}: raw payload is {len(rec.payload)} bytes, length says {rec.length}")
     if rec.kind in (Kind.ZEROES, Kind.TRIM) and rec.payload:
@@ -235,6 +243,9 @@ def decode_batch(buf: bytes | memoryview) -> list[Record]:
             volume = str(vol_bytes, "utf-8")
         except ValueError as err:
             raise CorruptFrame(f"record {i} at offset {start}: {err}") from err
+        if kind_e == Kind.DATA and length > MAX_RECORD_BYTES:
+            raise OversizedFrame(f"record {i} at offset {start}: DATA length {length} is over the "
+                                 f"{MAX_RECORD_BYTES}-byte record limit")
         if kind_e == Kind.DATA and codec_e == Codec.RAW and plen != length:
             raise CorruptFrame(f"record {i} at offset {start}: raw payload {plen} bytes, length {length}")
         if kind_e in (Kind.ZEROES, Kind.TRIM) and plen:

@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import httpx
-import zstandard
 
 from services.burst.errors import Conflict, InvalidRequest, ProvisionFailed
 from services.recovery.errors import RecoveryError
@@ -142,7 +141,6 @@ class Failback:
     def _apply(self, tenant: str, group: str, volume: str, through: int, target: Path) -> tuple[int, int]:
         """Records 1..through of ``volume`` written in sequence order; returns (records, bytes written)."""
         j = load_group(self.store, tenant_bucket(tenant, self.bucket_prefix), group)
-        dctx = zstandard.ZstdDecompressor()
         applied = records = written = 0
         fd = os.open(target, os.O_WRONLY)
         try:
@@ -157,7 +155,7 @@ class Failback:
                     if rec.volume != volume or rec.kind == Kind.BOOKMARK:
                         continue
                     if rec.kind == Kind.DATA:
-                        os.pwrite(fd, _payload(dctx, rec, entry.segment), rec.offset)
+                        os.pwrite(fd, _payload(rec, entry.segment), rec.offset)
                     else:  # ZEROES / TRIM: the original disk must read zeroes there too
                         for off in range(rec.offset, rec.offset + rec.length, ZERO_CHUNK):
                             os.pwrite(fd, bytes(min(ZERO_CHUNK, rec.offset + rec.length - off)), off)

@@ -69,7 +69,8 @@ def create_app(settings: IngestSettings | None = None, *, writes: WritesLog | No
     auth = auth or TenantAuth(settings.resolved_tenants_file())
     keys = keys or TransportKeys(keyring_from_env())
     service = IngestService(writes, control, IngestMetrics(), keys=keys, usage=usage,
-                            reorder_wait_s=settings.ingest_reorder_wait_s)
+                            reorder_wait_s=settings.ingest_reorder_wait_s,
+                            max_volume_bytes=settings.ingest_max_volume_bytes)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):

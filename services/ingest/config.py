@@ -10,6 +10,8 @@ from shared.auth import default_tenants_file
 from shared.config import CommonSettings
 from shared.tenancy import USAGE_TOPIC
 
+DEFAULT_MAX_VOLUME_BYTES = 64 << 40  # 64 TiB
+
 
 class IngestSettings(CommonSettings):
     ingest_host: str = Field("127.0.0.1", description="bind address (loopback unless fronted by a proxy)")
@@ -28,6 +30,8 @@ class IngestSettings(CommonSettings):
                                          "refused (409)")
     ingest_usage: bool | None = Field(None, description="emit ingest.bytes usage events (default: on with Kafka)")
     usage_topic: str = Field(USAGE_TOPIC, description="topic of usage events")
+    ingest_max_volume_bytes: int = Field(DEFAULT_MAX_VOLUME_BYTES, ge=1, description="largest volume size a group "
+                                         "may register (bytes); larger ones are refused with 422")
 
     def resolved_tenants_file(self) -> Path:
         return self.tenants_file or default_tenants_file()

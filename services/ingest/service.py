@@ -27,6 +27,7 @@ import time
 
 from services.ingest.batches import BodyPlan, plan_body, plan_single
 from services.ingest.bus import BusUnavailable, ControlLog, WritesLog
+from services.ingest.config import DEFAULT_MAX_VOLUME_BYTES
 from services.ingest.errors import GroupConflict, IngestUnavailable, InvalidRegistration, SequenceGap, UnknownGroup
 from services.ingest.metrics import IngestMetrics
 from services.ingest.state import GroupState, TenantState, acked_event, registered_event
@@ -48,7 +49,7 @@ def check_group_id(group: str) -> str | None:
         return None
 
 
-def parse_volumes(volumes: list[dict] | object) -> dict[str, int]:
+def parse_volumes(volumes: list[dict] | object, max_size: int = DEFAULT_MAX_VOLUME_BYTES) -> dict[str, int]:
     if not isinstance(volumes, list) or not volumes:
         raise InvalidRegistration('"volumes" must be a non-empty list of {"volume": id, "size": bytes}')
     if len(volumes) > MAX_VOLUMES:
@@ -63,6 +64,10 @@ def parse_volumes(volumes: list[dict] | object) -> dict[str, int]:
             raise InvalidRegistration(f'each volume needs "volume" and "size"; got {v!r}') from err
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
             raise InvalidRegistration(f"volume {name!r}: size must be a positive number of bytes, got {size!r}")
+        if size > max_size:
+            raise InvalidRegistration(f"volume {name!r}: size {size} bytes is over ingest's limit of {max_size} "
+                                      "bytes (DIALBACK_INGEST_MAX_VOLUME_BYTES); register the real disk size "
+                                      "or ask the operator to raise the limit")
         if name in out:
             raise InvalidRegistration(f"volume {name!r} is listed twice")
         out[name] = size
@@ -72,8 +77,9 @@ def parse_volumes(volumes: list[dict] | object) -> dict[str, int]:
 class IngestService:
     def __init__(self, writes: WritesLog, control: ControlLog, metrics: IngestMetrics | None = None,
                  keys: TransportKeys | None = None, usage: IngestUsage | None = None,
-                 reorder_wait_s: float = 5.0) -> None:
+                 reorder_wait_s: float = 5.0, max_volume_bytes: int = DEFAULT_MAX_VOLUME_BYTES) -> None:
         self.writes, self.control = writes, control
+        self.max_volume_bytes = max_volume_bytes
         self.reorder_wait_s = reorder_wait_s
         self._arriving: dict[tuple[str, str], int] = {}
         self._acked: dict[tuple[str, str], asyncio.Condition] = {}
@@ -134,7 +140,7 @@ class IngestService:
         """Register (idempotent). Returns (state, created)."""
         if check_group_id(group) is None:
             raise InvalidRegistration(f"group id {group!r} is invalid: use 1-64 characters A-Z a-z 0-9 . _ -")
-        wanted = parse_volumes(volumes)
+        wanted = parse_volumes(volumes, self.max_volume_bytes)
         st = await self.tenant(tenant)
         async with self._tenant_locks.setdefault(tenant, asyncio.Lock()):
             old = st.groups.get(group)

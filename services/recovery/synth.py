@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import zstandard
-
 from services.recovery import sparse
 from services.recovery.coverage import Coverage
 from services.recovery.planner import GroupJournal, Point
 from shared import bases as B
 from shared.frames import Codec, Kind
+from shared.inflate import inflate
 from shared.journal import JournalError, iter_segment_records
 from shared.objectstore import ObjectStore
 
@@ -61,7 +60,6 @@ def synthesize(store: ObjectStore, journal: GroupJournal, point: Point, outputs:
     fds = {v: sparse.create(p, journal.volumes[v]) for v, p in outputs.items()}
     covers = {v: Coverage() for v in outputs}
     stats = SynthStats()
-    dctx = zstandard.ZstdDecompressor()
     expected = point.sequence  # the next (lower) sequence to apply
     try:
         with ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool:
@@ -97,7 +95,7 @@ def synthesize(store: ObjectStore, journal: GroupJournal, point: Point, outputs:
                     stats.records_applied += 1
                     if not free or rec.kind != Kind.DATA:
                         continue  # the image starts as zeroes: ZEROES/TRIM need no I/O
-                    data = _payload(dctx, rec, e.segment)
+                    data = _payload(rec, e.segment)
                     for a, b in free:
                         os.pwrite(fd, data[a - rec.offset: b - rec.offset], a)
                         stats.data_bytes += b - a
@@ -153,10 +151,11 @@ def _fetch(store: ObjectStore, bucket: str, key: str) -> list:
     return list(iter_segment_records(store.get(bucket, key), key))
 
 
-def _payload(dctx: zstandard.ZstdDecompressor, rec, where: str) -> memoryview:
+def _payload(rec, where: str) -> memoryview:
+    """A DATA record's bytes; JournalError when its zstd payload does not inflate to exactly its length."""
     if rec.codec != Codec.ZSTD:
         return memoryview(rec.payload)
-    data = dctx.decompress(rec.payload, max_output_size=rec.length)
+    data = inflate(rec.payload, rec.length, JournalError, f"{where}: record {rec.sequence}")
     if len(data) != rec.length:
         raise JournalError(f"{where}: record {rec.sequence} decompresses to {len(data)} bytes, "
                            f"header says {rec.length}")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-import zstandard
-
 from shared import keys
+from shared.inflate import InflateError, inflate
 from shared.objectstore import ObjectNotFound, ObjectStore, ObjectStoreError
 from shared.objectstore.encrypted import IntegrityError
 
@@ -39,8 +38,8 @@ def read_chunk_checked(store: ObjectStore, bucket: str, cid: str, length: int) -
     except ObjectStoreError as err:
         return classify(err), str(err)
     try:
-        data = zstandard.ZstdDecompressor().decompress(body, max_output_size=max(length, 1))
-    except zstandard.ZstdError as err:
+        data = inflate(body, length, InflateError, "chunk")
+    except InflateError as err:
         what = "truncated" if "incomplete" in str(err).lower() or "truncat" in str(err).lower() else "corrupt"
         return what, f"does not decompress ({err})"
     if hashlib.sha256(data).hexdigest() != cid:

@@ -63,7 +63,7 @@ class _State:
                 self.cache.clear()
             length = min(self.c, self.sizes[v] - i * self.c)
             cid = self.ids[v][i]
-            buf = bytearray(length) if cid is None else bytearray(B.read_chunk(self.store, self.bucket, cid))
+            buf = bytearray(length) if cid is None else bytearray(B.read_chunk(self.store, self.bucket, cid, length=length))
             if len(buf) != length:
                 raise B.BaseError(f"chunk {cid} of volume {v!r} holds {len(buf)} bytes, expected {length}")
             self.cache[k] = buf

@@ -15,12 +15,11 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 
-import zstandard
-
 from services.recovery.instant.blockmap import BlockMap, Extent, record_payload
 from shared import bases as B
 from shared.errors import DialbackError
 from shared.frames import Codec
+from shared.inflate import inflate
 from shared.journal import JournalError
 
 log = logging.getLogger(__name__)
@@ -76,7 +75,7 @@ class PointBackend:
         stored = record_payload(encoded, e)
         if e.codec != Codec.ZSTD:
             return bytes(stored)
-        data = zstandard.ZstdDecompressor().decompress(stored, max_output_size=e.rec_length)
+        data = inflate(stored, e.rec_length, JournalError, f"{e.segment}: payload at {e.pos}")
         if len(data) != e.rec_length:
             raise JournalError(f"{e.segment}: payload at {e.pos} decompresses to {len(data)} bytes, "
                                f"expected {e.rec_length}")
