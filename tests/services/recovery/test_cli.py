@@ -62,8 +62,10 @@ def test_points_table_and_json(capsys):
     assert json.loads(capsys.readouterr().out) == p
 
 
-def test_points_shows_the_inconsistency_windows(capsys):
+def test_points_shows_the_inconsistency_windows(capsys, monkeypatch):
     from services.recovery.cli import _print_points
+
+    monkeypatch.setenv("COLUMNS", "200")  # one table row per line
 
     t = 1795579506 * 10**9
     p = {"group": "g1", "volumes": [{"volume": "disk0", "size": 1024}],
