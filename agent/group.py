@@ -281,6 +281,9 @@ class Group:
         """Append a BOOKMARK record, ordered with writes; returns (sequence, timestamp_ns)."""
         self.check_bookmark_name(name, internal)
         with self.lock:
+            if name == INITIAL_SYNC_BOOKMARK and (self.overflow or self.state.needs_resync):
+                # Checked under the lock: an overflow since the syncer looked would make it a lie.
+                raise BookmarkError("the spool overflowed during the initial sync; it completes after the resync")
             if not internal:
                 if name in self.state.bookmarks:
                     raise BookmarkError(f"group {self.name} already has a bookmark named {name!r}; pick another name")

@@ -31,7 +31,10 @@ point is refused, never served as real):
   resync, or the agent restarted) changes nothing: the window still began at
   the first one;
 * a start marker never closed leaves the window open: the latest consistent
-  point is its start.
+  point is its start;
+* windows before the initial-sync bookmark (an overflow during the initial
+  sync) fold into the initial-sync window, which lasts until such a resync
+  completes if it was still under way.
 
 Used by recovery (planner, points listing), instant-access exports and burst,
 so all of them refuse the same points.
@@ -55,10 +58,6 @@ def resync_start_name(sequence: int) -> str:
 
 def resync_complete_name(sequence: int) -> str:
     return f"{RESYNC_COMPLETE_PREFIX}{sequence}"
-
-
-def _is_end(name: str) -> bool:
-    return name == INITIAL_SYNC_BOOKMARK or name.startswith(RESYNC_COMPLETE_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -93,20 +92,27 @@ def windows(bookmarks: Iterable[Bookmark]) -> list[Window]:
     """The windows the markers among ``bookmarks`` describe, in sequence order."""
     out: list[Window] = []
     open_start: Bookmark | None = None
-    is_open = False
+    is_open, kind = False, "resync"
     last_consistent: Bookmark | None = None
     for b in sorted(bookmarks, key=lambda b: b.sequence):
-        if b.name.startswith(RESYNC_START_PREFIX):
+        if b.name == INITIAL_SYNC_BOOKMARK:
+            # Nothing before the initial sync completed was consistent: earlier windows fold into it.
+            out, last_consistent = [], None
+            if is_open:  # a resync still under way: the initial-sync window lasts until it completes
+                open_start, kind = None, "initial-sync"
+            else:
+                out.append(Window("initial-sync", None, b))
+                last_consistent = b
+        elif b.name.startswith(RESYNC_START_PREFIX):
             if not is_open:
-                open_start, is_open = b, True
-        elif _is_end(b.name):
-            kind = "initial-sync" if b.name == INITIAL_SYNC_BOOKMARK else "resync"
+                open_start, is_open, kind = b, True, "resync"
+        elif b.name.startswith(RESYNC_COMPLETE_PREFIX):
             out.append(Window(kind, open_start if is_open else last_consistent, b))
-            open_start, is_open, last_consistent = None, False, b
+            open_start, is_open, kind, last_consistent = None, False, "resync", b
         elif not b.name.startswith(RESERVED_PREFIX) and not is_open:
             last_consistent = b
     if is_open:
-        out.append(Window("resync", open_start, None))
+        out.append(Window(kind, open_start, None))
     return out
 
 

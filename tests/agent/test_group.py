@@ -288,3 +288,15 @@ def test_begin_resync_of_every_volume_marks_the_window(tmp_path):
     assert recs[0].data().startswith(b"dialback.resync-start.")
     assert recs[-1].data().startswith(b"dialback.resync-complete.") and len(recs) == 10
     assert replay_matches(tmp_path, g, all_records(g))
+
+
+def test_initial_sync_bookmark_is_not_spooled_during_an_overflow(tmp_path):
+    """The syncer checks for overflow, then bookmarks: a write between the two must not make it a lie."""
+    g = open_group(tmp_path, {"a": MiB}, limit=300_000)
+    for i in range(2):
+        g.write("a", i * PIECE, b"q" * PIECE)
+    assert g.overflow
+    last = g.spool.last_seq
+    with pytest.raises(BookmarkError, match="overflowed"):
+        g.bookmark(INITIAL_SYNC_BOOKMARK, internal=True)
+    assert g.spool.last_seq == last and not g.state.initial_sync_complete

@@ -69,3 +69,12 @@ def test_end_without_start_opens_after_the_previous_consistent_marker():
 def test_user_bookmarks_and_no_markers_mean_no_windows():
     assert windows([]) == []
     assert windows([bm("a", 5), bm("b", 9)]) == []
+
+
+def test_an_overflow_during_the_initial_sync_folds_into_the_initial_sync_window():
+    s, e = bm(resync_start_name(8), 8), bm(resync_complete_name(12), 12)
+    assert windows([s, e, SYNC]) == [Window("initial-sync", None, SYNC)]
+    late_end = bm(resync_complete_name(25), 25)  # the resync was still under way at the sync bookmark
+    assert windows([s, SYNC, late_end]) == [Window("initial-sync", None, late_end)]
+    assert windows([s, SYNC]) == [Window("initial-sync", None, None)]
+    assert latest_consistent(windows([s, SYNC]), bm("x", 30)) is None
