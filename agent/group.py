@@ -202,7 +202,8 @@ class Group:
                 if not self._begin_resync_locked():
                     self.overflow = True  # marker not spooled: keep tracking dirty regions, retry later
                     return False
-                log.warning("group %s: spool drained below %d bytes; resyncing dirty regions", self.name, self.low_water)
+                log.warning("group %s: spool drained below %d bytes; resyncing dirty regions",
+                            self.name, self.low_water)
                 return True
             return False
 
