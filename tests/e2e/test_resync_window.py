@@ -1,5 +1,6 @@
 """Spool overflow on the real pipeline (agent -> ingest -> Kafka -> retention -> MinIO -> recovery):
-points inside the resync window are refused naming the nearest consistent points; its end is byte-exact."""
+points inside the resync window are refused by recovery, exports and burst naming the nearest consistent
+points; its end is byte-exact."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 
 from agent.nbd.client import connect
 from deploy.local.pipeline import sha256_file
+from services.burst.errors import UnknownPoint
+from services.burst.recovery_images import RecoveryImageSource
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -70,6 +73,15 @@ def test_overflow_resync_window_refused_inside_exact_at_its_end(pipeline, tmp_pa
         body = r.json()
         assert body["consistent_before"] == before and body["consistent_after"] == after, body
         assert f"sequence {after['sequence']}" in body["detail"]
+
+    inside_seq = before["sequence"] + 1
+    r = httpx.post(f"{pipeline.recovery_url}/v1/groups/window/exports", headers=pipeline.auth(), timeout=60,
+                   json={"volume": "d0", "at": {"sequence": inside_seq}})
+    assert r.status_code == 409 and r.json()["consistent_after"] == after, r.text
+    src = RecoveryImageSource(pipeline.store(), tmp_path / "burst")
+    with pytest.raises(UnknownPoint, match="inside a resync window"):
+        src.validate(pipeline.tenant, "window", "d0", f"seq:{inside_seq}")
+    assert src.resolve(pipeline.tenant, "window", "d0", "latest") == f"seq:{after['sequence']}"
 
     out = tmp_path / "end.img"
     r = pipeline.download("window", "d0", out, sequence=after["sequence"])
