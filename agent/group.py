@@ -9,6 +9,12 @@ volumes of the group, which is what makes a point-in-time consistent.
 When the spool passes its size limit the group enters *overflow*: writes
 still reach the disk and are acknowledged, but instead of records only
 dirty chunks are remembered; :mod:`agent.sync` copies them again later.
+
+Every resync is a window of points that match no real disk, marked in the
+journal (shared/consistency.py): :meth:`Group.begin_resync` spools the
+``dialback.resync-start.<seq>`` marker as the first record after the last one
+spooled in order (before any resync chunk or new write), and
+:meth:`Group.resync_finished` the ``dialback.resync-complete.<seq>`` marker.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from agent.disk import Disk
 from agent.errors import BookmarkError, SpoolError
 from agent.spool import Spool
 from agent.writeback import Writeback
+from shared.consistency import resync_complete_name, resync_start_name
 from shared.frames import Kind, Record
 
 log = logging.getLogger(__name__)
@@ -54,8 +61,8 @@ class Group:
         if spool.state.needs_resync:
             # A restart during overflow lost the dirty map: copy everything.
             log.warning("group %s: spool overflowed before the restart; resyncing every volume", name)
-            for dm in self.dirty.values():
-                dm.mark_all()
+            # Before any write of this run is spooled: those come after the unspooled ones.
+            self.begin_resync(mark_all=True)
 
     @property
     def state(self):
@@ -188,21 +195,75 @@ class Group:
             log.exception("group %s: cannot save spool state", self.name)
 
     def leave_overflow_if_drained(self) -> bool:
-        """Start the resync phase once the spool is below the low watermark."""
+        """Start the resync phase once the spool is below the low watermark (start marker first)."""
         with self.lock:
             if self.overflow and self.spool.pending()[1] <= self.low_water:
                 self.overflow = False
-                log.warning("group %s: spool drained below %d bytes; resyncing dirty regions", self.name, self.low_water)
+                if not self._begin_resync_locked():
+                    self.overflow = True  # marker not spooled: keep tracking dirty regions, retry later
+                    return False
+                log.warning("group %s: spool drained below %d bytes; resyncing dirty regions",
+                            self.name, self.low_water)
                 return True
             return False
+
+    def begin_resync(self, mark_all: bool = False) -> bool:
+        """Open a resync window; ``mark_all``: copy every volume whole (e.g. the spool lost records).
+
+        The one way into a resync, for every cause: it spools the start marker
+        unless the window is already open (or the group is in overflow: leaving
+        it spools the marker), so no resync chunk or write lands in the journal
+        before its window is marked. False when the marker could not be spooled;
+        the group is then in overflow and retries when it leaves it.
+        """
+        with self.lock:
+            if mark_all:
+                for dm in self.dirty.values():
+                    dm.mark_all()
+            if self.overflow:
+                self.state.needs_resync = True
+                self.spool.save_state()
+                return True
+            if not self._begin_resync_locked():
+                self._enter_overflow("cannot spool the resync start marker")
+                return False
+            return True
+
+    def _begin_resync_locked(self) -> bool:
+        """Under the lock, not in overflow: spool the start marker (once per window), set needs_resync.
+
+        The marker carries the timestamp of the last record spooled in order,
+        so the window's time range starts where consistency ended (writes
+        during the overflow happened after it) and ingest's rule that
+        timestamps never decrease holds.
+        """
+        st = self.state
+        st.needs_resync = True
+        if not st.resync_marked:
+            seq = self.spool.last_seq + 1
+            ts = self.spool.last_ts if self.spool.last_seq else time.time_ns()
+            name = resync_start_name(seq)
+            try:
+                self.spool.append([Record(self.bookmark_volume, seq, ts, 0, 0, Kind.BOOKMARK,
+                                          payload=name.encode())])
+            except (OSError, SpoolError) as err:
+                log.error("group %s: cannot spool the resync start marker: %s", self.name, err)
+                return False
+            st.bookmarks.append(name)
+            st.resync_marked = True
+        try:
+            self.spool.save_state()
+        except OSError:
+            log.exception("group %s: cannot save spool state", self.name)
+        return True
 
     def resync_finished(self) -> None:
         with self.lock:
             if self.overflow or any(len(d) for d in self.dirty.values()) or not self.state.needs_resync:
                 return
             self.state.needs_resync = False
-            name = f"{RESERVED_PREFIX}resync-complete.{self.spool.last_seq + 1}"
-            self._bookmark_locked(name)
+            self.state.resync_marked = False
+            self._bookmark_locked(resync_complete_name(self.spool.last_seq + 1))
             self.alarms.pop(ALARM_OVERFLOW, None)
             self.overflow_since_ns = None
             log.warning("group %s: resync complete; points from now on are consistent again", self.name)
@@ -221,6 +282,9 @@ class Group:
         """Append a BOOKMARK record, ordered with writes; returns (sequence, timestamp_ns)."""
         self.check_bookmark_name(name, internal)
         with self.lock:
+            if name == INITIAL_SYNC_BOOKMARK and (self.overflow or self.state.needs_resync):
+                # Checked under the lock: an overflow since the syncer looked would make it a lie.
+                raise BookmarkError("the spool overflowed during the initial sync; it completes after the resync")
             if not internal:
                 if name in self.state.bookmarks:
                     raise BookmarkError(f"group {self.name} already has a bookmark named {name!r}; pick another name")

@@ -26,6 +26,9 @@ class GroupState:
     # True from the moment the spool overflowed until the resync finished; a
     # restart in between cannot know the dirty regions, so it resyncs all.
     needs_resync: bool = False
+    # True once the resync's start marker is spooled (shared/consistency.py), until the resync
+    # completes: a restart in between must not mark the start again later than where it was.
+    resync_marked: bool = False
     bookmarks: list[str] = field(default_factory=list)
 
 

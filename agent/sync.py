@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from agent.errors import BookmarkError
 from agent.group import INITIAL_SYNC_BOOKMARK, Group
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,10 @@ class Syncer:
                 n = g.copy_region(vol, done, ZERO_SPAN)
                 g.sync_progress[vol] = done + n
                 return n > 0
-        seq, _ = g.bookmark(INITIAL_SYNC_BOOKMARK, internal=True)
+        try:
+            seq, _ = g.bookmark(INITIAL_SYNC_BOOKMARK, internal=True)
+        except BookmarkError:
+            return True  # the spool overflowed meanwhile: the next steps resync, then complete the sync
         g.alarms.pop("sync_failed", None)
         log.info("group %s: initial sync complete at sequence %d", g.name, seq)
         return True

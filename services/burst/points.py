@@ -1,6 +1,6 @@
 """How burst names a recovery point, and its translation to the recovery planner's `At`.
 
-    latest               the newest recoverable point (resolved to `seq:N` once per operation)
+    latest               the newest consistent point (resolved to `seq:N` once per operation)
     seq:N                journal sequence N of the group
     ts:NS | ts:ISO-8601  a moment (ns since the epoch, or e.g. 2026-12-01T18:00:00Z)
     bookmark:NAME | NAME a bookmark of the group

@@ -3,8 +3,9 @@
 `validate` reads only the group's manifest and timeline (the recovery
 planner), so an impossible point -- unknown group, volume or bookmark, a
 moment before the initial sync or after the latest durable write -- is
-refused before any cloud call. `resolve` turns "latest" into a concrete
-`seq:N`; the engine records that once per operation so a resumed operation
+refused before any cloud call, and so is a point inside an inconsistency
+window (shared/consistency.py). `resolve` turns "latest" (the newest
+consistent point) into a concrete `seq:N`; the engine records that once per operation so a resumed operation
 boots the same point. `materialize` builds the image with the recovery
 service's synthesizer (base + journal, under a GC lease) into the work dir;
 the engine calls `release` once Glance holds the bytes.
@@ -45,11 +46,13 @@ class RecoveryImageSource:
 
     def _latest(self, tenant: str, group: str) -> Point:
         bucket = tenant_bucket(tenant, self.recovery.bucket_prefix)
-        latest = load_group(self.recovery.store, bucket, check_volume(group)).latest
-        if latest is None:
+        j = load_group(self.recovery.store, bucket, check_volume(group))
+        if j.latest is None or j.earliest is None:
             raise UnknownPoint(f"group {group!r} has no recoverable point yet: the initial sync has not "
                                "completed; wait for it, then retry")
-        return latest
+        # "latest" = the newest consistent point (not one inside an open resync window);
+        # none at all: resolving the raw end lets the planner refuse it, naming the window.
+        return j.latest_consistent or j.latest
 
     def validate(self, tenant: str, group: str, volume: str, point: str) -> None:
         self._plan(tenant, group, volume, point)

@@ -61,7 +61,7 @@ def create_app(store: ObjectStore, auth: Authenticator, settings: RecoverySettin
     @app.exception_handler(RecoveryError)
     async def recovery_error(request: Request, exc: RecoveryError) -> JSONResponse:
         metrics.REFUSED.labels(str(exc.status)).inc()
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        return JSONResponse({"detail": str(exc), **getattr(exc, "extra", {})}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:

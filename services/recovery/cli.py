@@ -96,9 +96,28 @@ def _print_points(p: dict, as_json: bool) -> None:
     for b in p["bookmarks"]:
         t.add_row(f"bookmark {b['name']}", str(b["sequence"]), _fmt_ns(b["timestamp_ns"]))
     Console().print(t)
+    _print_windows(p.get("windows", []))
     if not p["earliest"]:
         err.print("no recoverable point yet: the initial sync has not completed")
     err.print("volumes: " + ", ".join(f"{v['volume']} ({v['size']} bytes)" for v in p["volumes"]))
+
+
+def _print_windows(windows: list[dict]) -> None:
+    """Inconsistency windows: points strictly between the two ends are refused."""
+    if not windows:
+        return
+    t = Table(title="not consistent (refused): strictly between")
+    t.add_column("window")
+    t.add_column("consistent before", justify="right")
+    t.add_column("consistent after", justify="right")
+
+    def edge(e: dict | None, none: str) -> str:
+        return none if e is None else f"{e['sequence']} ({_fmt_ns(e['timestamp_ns'])})"
+
+    for w in windows:
+        t.add_row(w["kind"], edge(w["consistent_before"], "journal start"),
+                  edge(w["consistent_after"], "open: resync under way"))
+    Console().print(t)
 
 
 def register(app: typer.Typer) -> None:
@@ -111,7 +130,7 @@ def register(app: typer.Typer) -> None:
     @app.command("points")
     def points(group: str, recovery: RecoveryUrl = None, token: Token = None, direct: Direct = False,
                tenant: Tenant = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-        """List GROUP's recovery points: earliest, latest and bookmarks."""
+        """List GROUP's recovery points: earliest, latest (consistent), bookmarks and inconsistency windows."""
         try:
             if direct:
                 p = _direct_service(tenant).points(tenant, group)

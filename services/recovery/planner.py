@@ -18,6 +18,11 @@ plus the journal. Older points are recoverable only where the retention
 policy kept a base: exactly at a base's sequence or at one of its retained
 instants (``points_ns``). Any other older point is refused (422) with the
 nearest retained points named.
+
+Inconsistency windows (shared/consistency.py): a retained point strictly
+inside the initial sync or a resync after a spool overflow matched no real
+disk; it is refused (409) with the nearest consistent points named, and
+"latest" means :attr:`GroupJournal.latest_consistent`.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from shared import bases as B
+from shared import consistency
 from shared.journal import INITIAL_SYNC_BOOKMARK, Bookmark, TimelineEntry, chain_from, iter_segment_records, \
     TimelineCache, read_manifest, read_timeline
 from shared.objectstore import ObjectStore
 from services.recovery.errors import BadRequest, NotFound, OutOfRange
 from services.recovery.listing import TimelineListing
+from services.recovery import windows as W
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,22 @@ class GroupJournal:
         return Point(e.last_seq, e.last_ts)
 
     @property
+    def windows(self) -> list[consistency.Window]:
+        """The inconsistency windows the retained markers describe (shared/consistency.py)."""
+        return consistency.windows(self.bookmarks)
+
+    @property
+    def latest_consistent(self) -> Point | None:
+        """What "latest" means: the newest retained point outside every window (None: none yet)."""
+        latest, earliest = self.latest, self.earliest
+        if latest is None or earliest is None:
+            return None
+        b = consistency.latest_consistent(self.windows, Bookmark("", latest.sequence, latest.timestamp_ns))
+        if b is None or b.sequence < earliest.sequence:
+            return None
+        return Point(b.sequence, b.timestamp_ns)
+
+    @property
     def earliest(self) -> Point | None:
         """Start of the any-point window (the floor base, or the initial sync when the journal starts at 1)."""
         if self.floor is not None:
@@ -176,7 +199,7 @@ class GroupJournal:
         return [volume]
 
     def resolve(self, at: At, store: ObjectStore) -> Point:
-        """The point ``at`` names, checked to be within [earliest, latest]."""
+        """The point ``at`` names, checked to be within [earliest, latest] and outside every window."""
         earliest, latest = self.earliest, self.latest
         if at.bookmark is not None:
             matches = [b for b in self.bookmarks if b.name == at.bookmark]
@@ -199,10 +222,17 @@ class GroupJournal:
             if not earliest.timestamp_ns <= at.timestamp_ns <= latest.timestamp_ns:
                 raise OutOfRange(f"timestamp {at.timestamp_ns} ns is outside the recoverable range "
                                  f"[{earliest.timestamp_ns}, {latest.timestamp_ns}] ns of group {self.group!r}")
-            return self._at_time(at.timestamp_ns, store, earliest)
+            wins = self.windows
+            W.check(self.group, wins, at.describe(), timestamp_ns=at.timestamp_ns, earliest_seq=earliest.sequence)
+            found = self._at_time(at.timestamp_ns, store, earliest)
+            W.check(self.group, wins, f"{at.describe()} (sequence {found.sequence})", sequence=found.sequence,
+                    earliest_seq=earliest.sequence)
+            return found
         if not earliest.sequence <= point.sequence <= latest.sequence:
             raise OutOfRange(f"{at.describe()} (sequence {point.sequence}) is outside the recoverable range "
                              f"[{earliest.sequence}, {latest.sequence}] of group {self.group!r}")
+        what = at.describe() + (f" (sequence {point.sequence})" if at.bookmark is not None else "")
+        W.check(self.group, self.windows, what, sequence=point.sequence, earliest_seq=earliest.sequence)
         if point.sequence == earliest.sequence:
             return earliest
         if point.timestamp_ns < 0:

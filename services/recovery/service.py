@@ -92,14 +92,17 @@ class Recovery:
 
     def points(self, tenant: str, group: str) -> dict:
         j = self._group(tenant, group, incremental=True)
-        e, l = j.earliest, j.latest
+        e, l, c = j.earliest, j.latest, j.latest_consistent
         recoverable = e is not None and l is not None
         return {
             "group": group,
             "volumes": [{"volume": v, "size": s} for v, s in sorted(j.volumes.items())],
             "earliest": {"sequence": e.sequence, "timestamp_ns": e.timestamp_ns} if recoverable else None,
-            "latest": {"sequence": l.sequence, "timestamp_ns": l.timestamp_ns} if recoverable else None,
+            # "latest" is the newest consistent point; retained_through may lie inside an open window.
+            "latest": {"sequence": c.sequence, "timestamp_ns": c.timestamp_ns} if recoverable and c else None,
             "retained_through": l.sequence if l else 0,
+            # Points strictly inside a window are refused (409); both ends are consistent points.
+            "windows": [w.to_dict() for w in j.windows],
             # Older points kept by the retention policy (bases); each is recoverable exactly at its
             # sequence or at one of its instants.
             "retained": [{"sequence": b.sequence, "timestamp_ns": b.timestamp_ns, "points_ns": list(b.points_ns)}

@@ -7,6 +7,12 @@ before S plus the journal records after it, applied chunk by chunk. Only
 chunks a record touched are re-hashed and stored; the others keep the
 previous base's ids, and content addressing makes an unchanged chunk free.
 
+A retained point inside an inconsistency window (shared/consistency.py: the
+initial sync, or a resync after a spool overflow) matched no real disk: no
+base stands for it, so it is never offered as a retained point. (GC keeps
+the journal until the policy's floor point has a base, i.e. until the floor
+lies outside the window.)
+
 Idempotent: keys derive from S, chunk ids from content, so a rerun after a
 crash rewrites the same objects. One rollup/GC at a time per tenant (the
 retention job holds a lock per bucket): GC's chunk sweep relies on it.
@@ -18,6 +24,7 @@ import logging
 from dataclasses import dataclass, field
 
 from shared import bases as B
+from shared import consistency
 from shared.frames import Kind, Record
 from shared.journal import INITIAL_SYNC_BOOKMARK, TimelineEntry, chain_from, iter_segment_records, read_manifest, \
     read_timeline, seq_at_time
@@ -113,10 +120,13 @@ def rollup_group(store: ObjectStore, bucket: str, group: str, now_ns: int, chunk
         return stats
     min_seq = initial if initial is not None else base_seqs[0]
     targets: dict[int, list[int]] = {}
+    wins = consistency.windows(b for e in entries for b in e.bookmarks)
     for h in policy.retained_points(now_ns):
         s = seq_at_time(store, bucket, entries, h)
         if s is None or s < min_seq or s < start:
             continue  # before the journal we still hold (already a base or gone) or before the initial sync
+        if consistency.window_at_time(wins, h) or consistency.window_at_sequence(wins, s):
+            continue  # no real disk held this state: not a point to keep
         targets.setdefault(s, []).append(h)
     for s in [s for s in targets if s in base_seqs]:
         old = B.read_base(store, bucket, group, s)

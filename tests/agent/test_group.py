@@ -199,3 +199,104 @@ def test_bookmark_rules(tmp_path):
         g.bookmark("dialback.mine")
     with pytest.raises(BookmarkError, match="printable"):
         g.bookmark("")
+
+
+def _bookmarks(records):
+    from shared.journal import bookmarks_of
+    return bookmarks_of(records)
+
+
+def test_resync_window_is_marked_before_any_resync_chunk_or_new_write(tmp_path):
+    from shared.consistency import windows
+    g = open_group(tmp_path, {"a": 4 * MiB}, limit=600_000, low=100_000, segment=200_000)
+    syncer = Syncer(g, pace_bytes=1 << 30)
+    syncer.run_until_idle()
+    for i in range(4):
+        g.write("a", i * PIECE, bytes([i + 1]) * PIECE)
+    assert g.overflow
+    last_in_order = all_records(g)[-1]
+    g.write("a", 3 * MiB, b"lost" * 1000)  # not spooled
+    g.spool.ack(g.spool.last_seq)
+    assert g.leave_overflow_if_drained()
+    g.write("a", 2 * MiB, b"new" * 1000)  # spooled again, after the marker
+    syncer.run_until_idle()
+    recs = [r for r in all_records(g) if r.sequence > last_in_order.sequence]
+    start = recs[0]
+    assert start.sequence == last_in_order.sequence + 1 and start.kind == Kind.BOOKMARK
+    assert start.data() == f"dialback.resync-start.{start.sequence}".encode()
+    assert start.timestamp_ns == last_in_order.timestamp_ns  # the window starts in time where order ended
+    (w,) = [w for w in windows(_bookmarks(recs)) if w.kind == "resync"]
+    assert w.start.sequence == start.sequence and w.end.sequence == recs[-1].sequence
+    assert not g.state.resync_marked and not g.state.needs_resync
+
+
+def test_overflow_again_during_the_resync_keeps_one_start_marker(tmp_path):
+    g = open_group(tmp_path, {"a": 4 * MiB}, limit=600_000, low=100_000, segment=200_000)
+    Syncer(g, pace_bytes=1 << 30).run_until_idle()
+    seen = {}
+
+    def ship():  # what the shipper would have sent, then its acknowledgement
+        seen.update((r.sequence, r) for r in all_records(g))
+        g.spool.ack(g.spool.last_seq)
+
+    for i in range(4):
+        g.write("a", i * PIECE, bytes([i + 1]) * PIECE)
+    ship()
+    assert g.leave_overflow_if_drained()
+    for i in range(4):  # overflow again before the resync ran
+        g.write("a", i * PIECE, bytes([i + 9]) * PIECE)
+    assert g.overflow
+    ship()
+    Syncer(g, pace_bytes=1 << 30).run_until_idle()
+    seen.update((r.sequence, r) for r in all_records(g))
+    names = [b.name for b in _bookmarks([seen[s] for s in sorted(seen)])]
+    assert len([n for n in names if n.startswith("dialback.resync-start.")]) == 1
+    assert names[-1].startswith("dialback.resync-complete.")
+
+
+def test_restart_during_overflow_marks_the_window_before_the_first_new_write(tmp_path):
+    g = open_group(tmp_path, {"a": 2 * MiB}, limit=300_000)
+    Syncer(g, 1 << 30).run_until_idle()
+    for i in range(3):
+        g.write("a", i * PIECE, b"z" * PIECE)
+    assert g.overflow
+    last = g.spool.last_seq
+    g.close()
+    g2 = open_group(tmp_path, {"a": 2 * MiB}, limit=1 << 30)
+    g2.write("a", 4096, b"after restart" * 100)
+    recs = [r for r in all_records(g2) if r.sequence > last]
+    assert recs[0].kind == Kind.BOOKMARK and recs[0].data().startswith(b"dialback.resync-start.")
+    assert recs[1].kind == Kind.DATA
+    g2.close()
+    g3 = open_group(tmp_path, {"a": 2 * MiB}, limit=1 << 30)  # a second restart: the window is already open
+    assert g3.spool.last_seq == recs[-1].sequence
+    Syncer(g3, 1 << 30).run_until_idle()
+    names = [b.name for b in _bookmarks(all_records(g3))]
+    assert len([n for n in names if n.startswith("dialback.resync-start.")]) == 1
+    assert names[-1].startswith("dialback.resync-complete.")
+
+
+def test_begin_resync_of_every_volume_marks_the_window(tmp_path):
+    """The entry point for resyncs started for another reason than an overflow (e.g. records lost)."""
+    g = open_group(tmp_path, {"a": MiB, "b": MiB})
+    Syncer(g, 1 << 30).run_until_idle()
+    last = g.spool.last_seq
+    assert g.begin_resync(mark_all=True)
+    assert len(g.dirty["a"]) == 4 and len(g.dirty["b"]) == 4 and g.state.needs_resync
+    Syncer(g, 1 << 30).run_until_idle()
+    recs = [r for r in all_records(g) if r.sequence > last]
+    assert recs[0].data().startswith(b"dialback.resync-start.")
+    assert recs[-1].data().startswith(b"dialback.resync-complete.") and len(recs) == 10
+    assert replay_matches(tmp_path, g, all_records(g))
+
+
+def test_initial_sync_bookmark_is_not_spooled_during_an_overflow(tmp_path):
+    """The syncer checks for overflow, then bookmarks: a write between the two must not make it a lie."""
+    g = open_group(tmp_path, {"a": MiB}, limit=300_000)
+    for i in range(2):
+        g.write("a", i * PIECE, b"q" * PIECE)
+    assert g.overflow
+    last = g.spool.last_seq
+    with pytest.raises(BookmarkError, match="overflowed"):
+        g.bookmark(INITIAL_SYNC_BOOKMARK, internal=True)
+    assert g.spool.last_seq == last and not g.state.initial_sync_complete

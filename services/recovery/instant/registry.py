@@ -172,10 +172,11 @@ class ExportRegistry:
     def _plan(self, tenant: str, group: str, volume: str, at: At | None) -> Plan:
         if at is not None:
             return self.rec.plan(tenant, group, volume, at)
-        # latest: the end of the timeline, resolved like an explicit sequence (one timeline read)
+        # latest: the newest consistent point, resolved like an explicit sequence (one timeline read)
         j = self.rec._group(tenant, group)
         volumes = j.check_volumes(volume)
-        point = j.resolve(At.of(sequence=j.latest.sequence if j.latest else 1), self.rec.store)
+        latest = j.latest_consistent or j.latest  # none consistent: resolve refuses, naming why
+        point = j.resolve(At.of(sequence=latest.sequence if latest else 1), self.rec.store)
         return Plan(j, point, volumes, j.base_for(point), tenant)
 
     def list(self, tenant: str, group: str | None = None) -> list[Export]:

@@ -60,3 +60,22 @@ def test_points_table_and_json(capsys):
     import json
 
     assert json.loads(capsys.readouterr().out) == p
+
+
+def test_points_shows_the_inconsistency_windows(capsys, monkeypatch):
+    from services.recovery.cli import _print_points
+
+    monkeypatch.setenv("COLUMNS", "200")  # one table row per line
+
+    t = 1795579506 * 10**9
+    p = {"group": "g1", "volumes": [{"volume": "disk0", "size": 1024}],
+         "earliest": {"sequence": 10, "timestamp_ns": t}, "latest": {"sequence": 40, "timestamp_ns": t},
+         "retained_through": 55, "bookmarks": [],
+         "windows": [{"kind": "initial-sync", "consistent_before": None,
+                      "consistent_after": {"sequence": 10, "timestamp_ns": t}, "open": False},
+                     {"kind": "resync", "consistent_before": {"sequence": 40, "timestamp_ns": t},
+                      "consistent_after": None, "open": True}]}
+    _print_points(p, as_json=False)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "not consistent" in out and "initial-sync" in out and "journal start" in out
+    assert "resync" in out and "40 (2026-11-25T04:05:06" in out and "open: resync under way" in out

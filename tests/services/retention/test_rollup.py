@@ -43,3 +43,27 @@ def test_rollup_waits_for_initial_sync():
     sim.advance(T0 + 30 * HOUR_NS, mean_gap_ns=3600 * 10**9)
     stats = rollup_group(store, sim.bucket, "g", sim.now + 2 * DAY_NS)
     assert stats.bases_built == 0 and stats.skipped == ["initial sync not complete"]
+
+
+def test_rollup_keeps_no_point_inside_a_resync_window():
+    from shared.consistency import resync_complete_name, resync_start_name
+    from tests.services.retention.helpers import bookmark
+
+    store = MemoryObjectStore()
+    sim = SimGroup(store, "acme", "g", {"a": 1 << 20}, T0, seed=4)
+    write_policy(store, sim.bucket, "g", Policy(anypoint_hours=1, hourly_days=1, daily_weeks=0))
+    sim.initial_sync()
+    sim.advance(T0 + 3 * HOUR_NS, mean_gap_ns=10 * 60 * 10**9)
+    last_ts = sim.records[-1].timestamp_ns
+    s = sim._next()
+    sim._journal([bookmark("a", s, last_ts, resync_start_name(s))])  # the spool overflowed
+    sim.advance(T0 + 6 * HOUR_NS, mean_gap_ns=10 * 60 * 10**9)  # resync chunks and writes, out of order
+    e = sim._next()
+    sim._journal([bookmark("a", e, sim.now, resync_complete_name(e))])
+    end_ts = sim.now
+    sim.advance(T0 + 12 * HOUR_NS, mean_gap_ns=10 * 60 * 10**9)
+    rollup_group(store, sim.bucket, "g", sim.now, chunk_size=32 << 10)
+    pts = [(h, b.sequence) for b in B.read_bases(store, sim.bucket, "g") for h in b.points_ns]
+    assert [h for h, _ in pts if h < last_ts] and [h for h, _ in pts if h > end_ts]  # points on both sides kept
+    inside = [(h, seq) for h, seq in pts if last_ts < h < end_ts or s < seq < e]
+    assert inside == [], f"retained points inside the resync window {s}-{e}: {inside}"
