@@ -1,4 +1,4 @@
-"""The retention job: lost manifests rebuilt, then rollup then GC for every group of a tenant, one run at a time per tenant.
+"""The retention job: rebuild lost manifests, rollup, then GC for every group of a tenant, one run at a time.
 
 Called periodically by the retention app (``DIALBACK_RETENTION_ROLLUP_INTERVAL``)
 and directly by tests and the CLI with an injected clock. The policy is read
