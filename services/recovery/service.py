@@ -5,8 +5,10 @@ timeline, resolve and range-check the point, and only then read segments
 and write an image.
 
 A synthesis holds a lease (shared/leases.py) on the base and journal it
-reads, taken before a second planning pass, so a concurrent GC never
-removes what it reads.
+reads, taken before a second planning pass and renewed every TTL/3 while
+it reads (a LeaseKeeper thread), so a concurrent GC never removes what it
+reads, however long the read takes. A synthesis that fails after its lease
+lapsed (not renewed for TTL/2) says so (LeaseLapsed).
 """
 
 from __future__ import annotations
@@ -118,10 +120,12 @@ class Recovery:
         return Plan(j, point, volumes, j.base_for(point), tenant)
 
     def leased(self, plan: Plan, holder: str = "recovery", ttl_s: float | None = None) -> tuple[leases.Lease, Plan]:
-        """Lease the plan's base and journal, then plan again so GC cannot have removed what we read."""
+        """Lease the plan's base and journal, then plan again so GC cannot have removed what we read.
+        The lease renews itself until released (``lease.keeper`` says whether it lapsed)."""
         for _ in range(3):
             lease = leases.acquire(self.store, plan.journal.bucket, plan.journal.group, plan.base_seq,
                                    plan.base_seq, ttl_s or self.lease_ttl_s, holder=holder)
+            lease.keep_alive()  # renewed every TTL/3 from now until released: planning and reading may be long
             try:
                 j = load_group(self.store, plan.journal.bucket, plan.journal.group, self.timeline_cache)
                 point = j.resolve(At.of(sequence=plan.point.sequence), self.store)
@@ -141,8 +145,17 @@ class Recovery:
 
     def _synth(self, plan: Plan, outputs: dict[str, Path], progress: Progress | None) -> SynthStats:
         lease, plan = self.leased(plan)
-        with lease:
-            stats = synthesize(self.store, plan.journal, plan.point, outputs, self.prefetch, progress, plan.base)
+        with lease:  # renewed every TTL/3 while reading: a synthesis may take longer than one TTL
+            keeper = lease.keep_alive()
+            try:
+                stats = synthesize(self.store, plan.journal, plan.point, outputs, self.prefetch, progress,
+                                   plan.base)
+            except Exception as err:
+                if keeper.lapsed:  # what went missing is what GC could take once the lease lapsed
+                    raise leases.LeaseLapsed(keeper.lapsed_msg) from err
+                raise
+            # Completed: every byte came from objects checked on read (chunk ids, record CRCs), so a
+            # lapse after the last read cannot have made it wrong.
         for v in outputs:
             self.usage.image_built(plan.tenant, plan.journal.group, v, plan.point.sequence, plan.journal.volumes[v])
         return stats

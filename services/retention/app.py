@@ -130,7 +130,8 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
             for tenant in tenants:
                 try:
                     res = await asyncio.to_thread(run_tenant, store, tenant_bucket(tenant, settings.bucket_prefix),
-                                                  None, settings.retention_chunk_size, usage=sampler, tenant=tenant)
+                                                  None, settings.retention_chunk_size, usage=sampler, tenant=tenant,
+                                                  chunk_grace_s=settings.chunk_grace_s())
                     log.info("retention job %s: %s", tenant, res)
                     if res.usage_error:
                         log.error("usage events for tenant %s not sent (%s); resent next run", tenant,

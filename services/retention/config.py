@@ -26,6 +26,8 @@ class RetentionSettings(CommonSettings):
                                           "(0 = never; policies are read on every run)")
     retention_chunk_size: int = Field(1 << 20, ge=4096, le=64 << 20,
                                       description="base image chunk size in bytes (new groups; a group keeps its size)")
+    retention_chunk_grace: float = Field(86400.0, ge=0, description="GC never sweeps a chunk written less than "
+                                         "this many seconds ago (must exceed the longest rollup; see chunk_grace_s)")
     retention_usage: bool = Field(False, description="emit storage.logical_bytes / storage.stored_bytes (hourly per "
                                   "group) and protection.volume_seconds to the usage topic from the retention job")
     retention_usage_catchup_hours: int = Field(3, ge=1, le=47, description="complete hours of volume-seconds "
@@ -33,6 +35,14 @@ class RetentionSettings(CommonSettings):
     usage_topic: str = Field(USAGE_TOPIC, description="Kafka topic of usage events (metering reads it)")
     tenants_file: Path | None = Field(None, description="default $DIALBACK_HOME/tenants.json")
     home: Path = Field(default_factory=default_home)
+
+    def chunk_grace_s(self) -> float:
+        """The chunk grace GC uses: at least two job intervals, so a rollup run by the previous job (or by
+        another process, e.g. ``dialback retention run``, since the last job) is never raced. A rollup
+        stores a base's chunks before the base document that references them; a rollup that ran longer
+        than the grace could lose fresh chunks to a GC in another process, so the job warns when one
+        takes more than half of it (services/retention/job.py)."""
+        return max(self.retention_chunk_grace, 2 * self.retention_job_interval)
 
     def tenants_path(self) -> Path:
         return self.tenants_file or self.home / "tenants.json"

@@ -12,6 +12,20 @@ Per group, at ``now_ns`` under the group's current policy:
   timeline entry is always kept (it pins the latest point).
 
 Per tenant: chunks no kept base references are swept (mark and sweep).
+Marking reads the bases of EVERY group directory in the bucket
+(``list_prefixes("groups/")``), manifest or not: a group whose manifest was
+lost still owns its bases, and their chunks stay. Groups without a manifest
+are not pruned (phase 1 needs the group's policy and volumes to be known);
+the retention job rebuilds their manifest first (:mod:`manifests`).
+
+Grace: a chunk modified less than ``chunk_grace_s`` ago (the store's
+last-modified time against the wall clock) is never swept, referenced or
+not. A rollup stores a base's chunks before the base document that
+references them; the in-process tenant lock keeps this process's rollup and
+GC apart, but a rollup in another process (``dialback retention run``
+beside the service, a second retention instance) holds unreferenced fresh
+chunks for as long as it runs. The grace must exceed the longest rollup
+(:meth:`RetentionSettings.chunk_grace_s`).
 
 Race safety: phase 1 hides (deletes base documents and timeline entries)
 using the leases listed at the start; phase 2 lists leases again and only
@@ -46,6 +60,7 @@ class GcStats:
     segments_deleted: int = 0
     timeline_deleted: int = 0
     chunks_deleted: int = 0
+    chunks_young: int = 0  # unreferenced but inside the grace period: kept
     leases_expired: int = 0
     bytes_freed: int = 0
     kept_for_leases: list[str] = field(default_factory=list)
@@ -59,21 +74,36 @@ class _GroupPlan:
     leases: list[LeaseInfo] = field(default_factory=list)
 
 
+# A day: far longer than a rollup of one job step takes; see RetentionSettings.chunk_grace_s.
+DEFAULT_CHUNK_GRACE_S = 86400.0
+
+
+def all_groups(store: ObjectStore, bucket: str) -> list[str]:
+    """Every group directory of a tenant (``groups/<g>/``), with or without a manifest."""
+    return sorted(p.split("/")[1] for p in store.list_prefixes(bucket, "groups/"))
+
+
 def list_groups(store: ObjectStore, bucket: str) -> list[str]:
-    """Groups of a tenant: those with a manifest."""
-    return sorted({i.key.split("/")[1] for i in store.list(bucket, "groups/") if i.key.endswith("/manifest.json")
-                   and i.key.count("/") == 2})
+    """Groups of a tenant with a manifest (those rollup and phase 1 of GC work on)."""
+    return [g for g in all_groups(store, bucket) if store.exists(bucket, keys.manifest_key(g))]
 
 
 def gc_tenant(store: ObjectStore, bucket: str, now_ns: int, lease_now_ns: int | None = None,
-              groups: list[str] | None = None) -> GcStats:
-    """One GC pass over a tenant's bucket. ``now_ns`` drives the policy, ``lease_now_ns`` lease expiry
-    (wall clock unless given)."""
+              groups: list[str] | None = None, chunk_grace_s: float = DEFAULT_CHUNK_GRACE_S,
+              wall_now_ns: int | None = None) -> GcStats:
+    """One GC pass over a tenant's bucket. ``now_ns`` drives the policy, ``lease_now_ns`` lease expiry,
+    ``wall_now_ns`` the chunk grace against the store's modification times (both wall clock unless given).
+    ``groups`` are pruned (default: those with a manifest); chunks are marked from every group's bases."""
+    if chunk_grace_s < 0:
+        raise ValueError(f"chunk_grace_s must be >= 0, got {chunk_grace_s}")
     stats = GcStats()
     lease_now = time.time_ns() if lease_now_ns is None else lease_now_ns
+    young_after = (time.time_ns() if wall_now_ns is None else wall_now_ns) - int(chunk_grace_s * 1e9)
     groups = list_groups(store, bucket) if groups is None else groups
-    chunk_snapshot = {i.key: i.size for i in store.list(bucket, keys.CHUNKS_PREFIX)}
+    chunk_snapshot = {i.key: i for i in store.list(bucket, keys.CHUNKS_PREFIX)}
     plans = [_phase1(store, bucket, g, now_ns, lease_now, stats) for g in groups]
+    # Groups without a manifest (lost, or not written yet): nothing pruned, but what they reference stays.
+    plans += [_GroupPlan(g) for g in all_groups(store, bucket) if g not in set(groups)]
     marked: set[str] = set()
     for p in plans:
         leases = p.leases + live_leases(store, bucket, p.group, lease_now)
@@ -91,11 +121,15 @@ def gc_tenant(store: ObjectStore, bucket: str, now_ns: int, lease_now_ns: int | 
             store.delete(bucket, key)
             stats.leases_expired += 1
     marked_keys = {keys.chunk_key(c) for c in marked}
-    for key, size in chunk_snapshot.items():
-        if key not in marked_keys:
-            store.delete(bucket, key)
-            stats.chunks_deleted += 1
-            stats.bytes_freed += size
+    for key, info in chunk_snapshot.items():
+        if key in marked_keys:
+            continue
+        if info.modified_ns > young_after:
+            stats.chunks_young += 1  # maybe a running rollup's, not referenced yet
+            continue
+        store.delete(bucket, key)
+        stats.chunks_deleted += 1
+        stats.bytes_freed += info.size
     return stats
 
 

@@ -79,6 +79,6 @@ def register(app: typer.Typer) -> None:
                 err.print(f"[red]error:[/red] --now {now!r} is neither ISO 8601 (2026-11-25T04:00:00Z) nor ns")
                 raise typer.Exit(2) from e
             now_ns = int((dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp() * 1e9)
-        res = run_tenant(store, bucket, now_ns, s.retention_chunk_size, gc=not no_gc)
+        res = run_tenant(store, bucket, now_ns, s.retention_chunk_size, gc=not no_gc, chunk_grace_s=s.chunk_grace_s())
         typer.echo(json.dumps({"rollups": {g: vars(r) for g, r in res.rollups.items()},
                                "gc": vars(res.gc) if res.gc else None}, indent=2))

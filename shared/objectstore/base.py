@@ -7,6 +7,12 @@
 * ``delete`` of a missing key succeeds (idempotent).
 * ``list`` yields objects whose key starts with ``prefix`` in ascending key
   order, so zero-padded keys list in time order.
+* ``list`` and ``stat`` report ``modified_ns``: when the object was last
+  written, by the store's clock (ns since the epoch). GC uses it to spare
+  objects younger than a grace period (services/retention/gc.py).
+* ``list_prefixes`` yields the distinct "directories" one level below
+  ``prefix`` (each ending in ``/``), ascending, without listing every object
+  under them where the store can (S3 delimiter listing).
 * Errors are classified: :class:`ObjectNotFound`, :class:`TransientStoreError`
   (worth retrying) or :class:`PermanentStoreError` (not).
 """
@@ -41,6 +47,7 @@ class PermanentStoreError(ObjectStoreError):
 class ObjectInfo:
     key: str
     size: int
+    modified_ns: int  # last write, store clock, ns since the epoch
 
 
 class ObjectStore(ABC):
@@ -69,6 +76,17 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def delete(self, bucket: str, key: str) -> None: ...
+
+    def list_prefixes(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        """``prefix + name + "/"`` for every name with an object under it, ascending (generic: one full listing)."""
+        last = None
+        for info in self.list(bucket, prefix):
+            rest = info.key[len(prefix):]
+            if "/" in rest:
+                sub = prefix + rest.split("/", 1)[0] + "/"
+                if sub != last:
+                    last = sub
+                    yield sub
 
     def exists(self, bucket: str, key: str) -> bool:
         try:

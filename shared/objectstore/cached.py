@@ -80,3 +80,6 @@ class CachedObjectStore(ObjectStore):
 
     def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         return self.inner.list(bucket, prefix, start_after)
+
+    def list_prefixes(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        return self.inner.list_prefixes(bucket, prefix)

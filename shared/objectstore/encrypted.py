@@ -17,7 +17,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shared.crypto.keyring import Keyring
-from shared.objectstore.base import ObjectInfo, ObjectStore, PermanentStoreError
+from shared.objectstore.base import ObjectInfo, ObjectNotFound, ObjectStore, PermanentStoreError
 
 MAGIC = b"DBE1"
 CHUNK = 64 * 1024
@@ -109,13 +109,24 @@ class EncryptedObjectStore(ObjectStore):
         return plain[start:start + (end - offset)]
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
-        raw = self.inner.get_range(bucket, key, 0, HEADER.size)
-        size, _ = self._header(bucket, key, raw)
-        return ObjectInfo(key=key, size=size)
+        outer = self.inner.stat(bucket, key)  # the modification time
+        size, _ = self._header(bucket, key, self.inner.get_range(bucket, key, 0, HEADER.size))
+        return ObjectInfo(key=key, size=size, modified_ns=outer.modified_ns)
+
+    def exists(self, bucket: str, key: str) -> bool:
+        # One request (the header), as before stat reported modification times: put_chunk calls this per chunk.
+        try:
+            self._header(bucket, key, self.inner.get_range(bucket, key, 0, HEADER.size))
+        except ObjectNotFound:
+            return False
+        return True
 
     def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         for info in self.inner.list(bucket, prefix, start_after):
-            yield ObjectInfo(key=info.key, size=plaintext_size(info.size))
+            yield ObjectInfo(key=info.key, size=plaintext_size(info.size), modified_ns=info.modified_ns)
+
+    def list_prefixes(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        return self.inner.list_prefixes(bucket, prefix)  # keys are not encrypted
 
     def delete(self, bucket: str, key: str) -> None:
         self.inner.delete(bucket, key)

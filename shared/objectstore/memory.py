@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import threading
-from typing import Iterator
+import time
+from typing import Callable, Iterator
 
 from shared.objectstore.base import ObjectInfo, ObjectNotFound, ObjectStore
 
 
 class MemoryObjectStore(ObjectStore):
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+        """``clock``: the store's clock for ``modified_ns`` (tests inject one to age objects)."""
         self._buckets: dict[str, dict[str, bytes]] = {}
+        self._mtimes: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
+        self.clock = clock
 
     def _bucket(self, bucket: str) -> dict[str, bytes]:
         try:
@@ -29,6 +33,7 @@ class MemoryObjectStore(ObjectStore):
     def put(self, bucket: str, key: str, data: bytes) -> None:
         with self._lock:
             self._bucket(bucket)[key] = bytes(data)
+            self._mtimes[(bucket, key)] = self.clock()
 
     def get(self, bucket: str, key: str) -> bytes:
         try:
@@ -40,15 +45,18 @@ class MemoryObjectStore(ObjectStore):
         return self.get(bucket, key)[offset: offset + length]
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
-        return ObjectInfo(key, len(self.get(bucket, key)))
+        size = len(self.get(bucket, key))
+        return ObjectInfo(key, size, self._mtimes.get((bucket, key), 0))
 
     def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         with self._lock:
-            items = sorted((k, len(v)) for k, v in self._bucket(bucket).items() if k.startswith(prefix))
-        for key, size in items:
+            items = sorted((k, len(v), self._mtimes.get((bucket, k), 0)) for k, v in self._bucket(bucket).items()
+                           if k.startswith(prefix))
+        for key, size, mtime in items:
             if key > start_after:
-                yield ObjectInfo(key, size)
+                yield ObjectInfo(key, size, mtime)
 
     def delete(self, bucket: str, key: str) -> None:
         with self._lock:
             self._bucket(bucket).pop(key, None)
+            self._mtimes.pop((bucket, key), None)

@@ -39,6 +39,11 @@ def _classify(err: Exception, what: str) -> ObjectStoreError:
     return TransientStoreError(f"{what}: cannot reach object store: {err}")
 
 
+def _ns(when) -> int:
+    """An S3 Last-Modified (aware datetime) as ns since the epoch; 0 (= very old) if the store sent none."""
+    return 0 if when is None else int(when.timestamp() * 1e9)
+
+
 # The checksum every single-request PUT carries; the server recomputes it and refuses a mismatch.
 CHECKSUM_HEADER = "x-amz-checksum-crc32c"
 
@@ -133,14 +138,25 @@ class MinioObjectStore(ObjectStore):
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
         st = self._call(f"stat {bucket}/{key}", self._c.stat_object, bucket, key)
-        return ObjectInfo(key, st.size)
+        return ObjectInfo(key, st.size, _ns(st.last_modified))
 
     def list(self, bucket: str, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         it = self._call(f"list {bucket}/{prefix}", self._c.list_objects, bucket, prefix=prefix or None,
                         recursive=True, start_after=start_after or None)
         try:
             for obj in it:
-                yield ObjectInfo(obj.object_name, obj.size)
+                yield ObjectInfo(obj.object_name, obj.size, _ns(obj.last_modified))
+        except (S3Error, ServerError, urllib3.exceptions.HTTPError, OSError) as err:
+            raise _classify(err, f"list {bucket}/{prefix}") from err
+
+    def list_prefixes(self, bucket: str, prefix: str = "") -> Iterator[str]:
+        # A delimiter listing: one entry per "directory", not one per object under it.
+        it = self._call(f"list {bucket}/{prefix}", self._c.list_objects, bucket, prefix=prefix or None,
+                        recursive=False)
+        try:
+            for obj in it:
+                if obj.is_dir:
+                    yield obj.object_name
         except (S3Error, ServerError, urllib3.exceptions.HTTPError, OSError) as err:
             raise _classify(err, f"list {bucket}/{prefix}") from err
 

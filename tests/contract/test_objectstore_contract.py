@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 
 import pytest
@@ -99,3 +100,22 @@ def test_list_many_objects_pages(store, bucket):
     for i in range(1100):  # past S3's 1000-key page
         store.put(bucket, f"p/{i:05d}", b"")
     assert [o.key for o in store.list(bucket, "p/")] == [f"p/{i:05d}" for i in range(1100)]
+
+
+def test_list_and_stat_report_modification_time(store, bucket):
+    # The store's clock, not ours: allow a little skew (MinIO on loopback shares this clock).
+    before = time.time_ns() - 5 * 10**9
+    store.put(bucket, "m/a", b"one")
+    after = time.time_ns() + 5 * 10**9
+    listed = next(iter(store.list(bucket, "m/")))
+    assert before <= listed.modified_ns <= after
+    assert abs(store.stat(bucket, "m/a").modified_ns - listed.modified_ns) < 2 * 10**9
+
+
+def test_list_prefixes_one_level(store, bucket):
+    for k in ("groups/a/manifest.json", "groups/a/bases/1.json", "groups/b/bases/1.json", "groups/c/x",
+              "groups/top.json", "chunks/ab/abc"):
+        store.put(bucket, k, b"")
+    assert list(store.list_prefixes(bucket, "groups/")) == ["groups/a/", "groups/b/", "groups/c/"]
+    assert list(store.list_prefixes(bucket, "groups/a/")) == ["groups/a/bases/"]
+    assert list(store.list_prefixes(bucket, "")) == ["chunks/", "groups/"]

@@ -3,7 +3,12 @@
 An export = one NBD server on 127.0.0.1 (port 0: a free one) serving one
 volume at one point, read-only or through a throwaway overlay. It holds a
 lease (shared/leases.py) from before its map is built until it is closed,
-renewed by a ticker at a third of the TTL. The same ticker bills
+renewed every third of the TTL by its own LeaseKeeper thread (sooner again
+after a failed renewal), map building included. An export whose lease
+could not be renewed for half its TTL *fails*: every NBD request gets EIO
+with a message saying the lease lapsed (guard.py), the listing shows
+``state: failed`` and that message, and the client closes it and creates a
+new one; it never serves data GC may delete. A ticker bills
 ``instant_access.seconds`` at least every ``usage_interval`` seconds.
 
 Order in ``create``: plan (refuses bad points, no side effect), lease and
@@ -25,6 +30,7 @@ from typing import Callable
 from agent.nbd.server import NbdServer
 from services.recovery.errors import BadRequest, NotFound, RecoveryError
 from services.recovery.instant.blockmap import build
+from services.recovery.instant.guard import LeaseGuardedBackend
 from services.recovery.instant.overlay import OverlayBackend
 from services.recovery.instant.reader import PointBackend
 from services.recovery.planner import At
@@ -58,6 +64,12 @@ class Export:
     backend: object = field(repr=False)
     billed_until: float = 0.0
     map_seconds: float = 0.0
+    keeper: leases.LeaseKeeper | None = field(default=None, repr=False)
+
+    @property
+    def error(self) -> str | None:
+        """Why the export stopped serving (its lease lapsed), or None while it serves."""
+        return self.keeper.lapsed_msg if self.keeper is not None and self.keeper.lapsed else None
 
     @property
     def uri(self) -> str:
@@ -68,6 +80,7 @@ class Export:
                 "sequence": self.sequence, "timestamp_ns": self.timestamp_ns, "size": self.size,
                 "host": self.host, "port": self.port, "export_name": self.volume, "uri": self.uri,
                 "created": self.created, "lease": self.lease.id, "map_seconds": round(self.map_seconds, 4),
+                "state": "failed" if self.error else "serving", "error": self.error,
                 "overlay_path": getattr(self.backend, "path", None)}
 
 
@@ -108,15 +121,11 @@ class ExportRegistry:
             self.tick()
 
     def tick(self) -> None:
-        """Renew every open export's lease; bill the ones open for a whole usage interval."""
+        """Bill the exports open for a whole usage interval (leases renew in their keepers' threads)."""
         with self._lock:
             open_ = list(self._exports.values())
         now = self.clock()
         for e in open_:
-            try:
-                e.lease.renew()
-            except Exception:  # retried next tick, well before the lease expires
-                log.exception("renewing the lease of export %s failed", e.id)
             if now - e.billed_until >= self.usage_interval:
                 self._bill(e, now)
 
@@ -142,6 +151,7 @@ class ExportRegistry:
                                      "stop one (DELETE /v1/groups/{group}/exports/{id}) and retry")
         eid = uuid.uuid4().hex[:16]
         lease, plan = self.rec.leased(plan, holder=f"nbd-export:{eid}", ttl_s=self.lease_ttl_s)
+        keeper = lease.keep_alive()  # renewing since it was taken; the guard asks it before every request
         backend = server = None
         try:
             t0 = time.perf_counter()
@@ -152,11 +162,11 @@ class ExportRegistry:
                 if self.work_dir:
                     os.makedirs(self.work_dir, exist_ok=True)
                 backend = OverlayBackend(backend, self.work_dir)
-            server = NbdServer({volume: backend}, host=self.host, port=0)
+            server = NbdServer({volume: LeaseGuardedBackend(backend, keeper)}, host=self.host, port=0)
             port = server.start_sync()
             now = self.clock()
             exp = Export(eid, tenant, group, volume, mode, plan.point.sequence, plan.point.timestamp_ns,
-                         bmap.size, self.host, port, now, lease, server, backend, now, map_s)
+                         bmap.size, self.host, port, now, lease, server, backend, now, map_s, keeper)
             with self._lock:
                 self._exports[eid] = exp
         except BaseException:
@@ -164,7 +174,7 @@ class ExportRegistry:
                 server.close_sync()
             if backend is not None and hasattr(backend, "close"):
                 backend.close()
-            lease.release()
+            lease.release()  # stops its keeper too
             raise
         log.info("export %s of %s/%s at sequence %d (%s) on %s", eid, group, volume, exp.sequence, mode, exp.uri)
         return exp
@@ -211,5 +221,5 @@ class ExportRegistry:
             except Exception:
                 log.exception("billing the end of export %s failed", e.id)
             out["seconds"] = round(now - e.created, 3)
-            e.lease.release()
+            e.lease.release()  # stops its keeper too
         return out

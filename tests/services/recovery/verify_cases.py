@@ -25,7 +25,7 @@ def build_history(store, tenant: str) -> SimGroup:
     sim.initial_sync()
     for day in (1, 2):
         sim.advance(T0 + day * DAY_NS, mean_gap_ns=10 * 60 * 10**9)
-        run_tenant(store, sim.bucket, now_ns=sim.now, chunk_size=CHUNK, lease_now_ns=sim.now)
+        run_tenant(store, sim.bucket, now_ns=sim.now, chunk_size=CHUNK, lease_now_ns=sim.now, chunk_grace_s=0)
     return sim
 
 
