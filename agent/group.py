@@ -31,6 +31,7 @@ PIECE = 256 << 10  # largest DATA record payload; also the dirty-chunk and sync-
 RESERVED_PREFIX = "dialback."
 INITIAL_SYNC_BOOKMARK = "dialback.initial-sync-complete"
 ALARM_OVERFLOW = "spool_overflow"
+ALARM_RESYNC = "ingest_resync"
 
 
 class Group:
@@ -196,6 +197,24 @@ class Group:
                 return True
             return False
 
+    def request_full_resync(self, why: str) -> None:
+        """Copy every chunk of every volume again: records ingest needs are gone from the spool.
+
+        The same path as the overflow resync (agent.sync ships the dirty chunks, then
+        ``dialback.resync-complete.N``); points before that bookmark are not consistent.
+        """
+        with self.lock:
+            for dm in self.dirty.values():
+                dm.mark_all()
+            self.state.needs_resync = True
+            self.alarms[ALARM_RESYNC] = (f"{why}; resyncing every volume. Points from now until the resync "
+                                         "completes are not consistent.")
+        log.error("group %s: %s; resyncing every volume", self.name, why)
+        try:
+            self.spool.save_state()
+        except OSError:
+            log.exception("group %s: cannot save spool state", self.name)
+
     def resync_finished(self) -> None:
         with self.lock:
             if self.overflow or any(len(d) for d in self.dirty.values()) or not self.state.needs_resync:
@@ -204,6 +223,7 @@ class Group:
             name = f"{RESERVED_PREFIX}resync-complete.{self.spool.last_seq + 1}"
             self._bookmark_locked(name)
             self.alarms.pop(ALARM_OVERFLOW, None)
+            self.alarms.pop(ALARM_RESYNC, None)
             self.overflow_since_ns = None
             log.warning("group %s: resync complete; points from now on are consistent again", self.name)
 
