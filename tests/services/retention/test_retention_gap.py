@@ -21,6 +21,7 @@ import httpx
 import pytest
 from confluent_kafka import TopicPartition
 
+from agent.bridge import bridge_batch
 from deploy.local.process import free_port
 from services.recovery.planner import At
 from services.recovery.service import Recovery
@@ -91,7 +92,31 @@ def _metric(port: int, name: str) -> float | None:
     return None
 
 
-def test_gap_holds_commits_raises_alarm_and_resend_heals(kafka_bootstrap, minio_store, stack_env, tmp_path):
+def _healing(recs: list[Record], how: str) -> tuple[list[bytes], int]:
+    """What ingest produces after the rewind to 21, and the point to check against the disk at 50.
+
+    ``resend``: the agent still spools 21-50 and sends them again. ``resync``: its spool starts
+    past 50, so it bridges 21-50 with no-op records (agent.bridge) and ships every chunk of the
+    disk again, then the resync-complete bookmark.
+    """
+    if how == "resend":
+        return [encode_batch(recs[i - 1:i + 9]) for i in (21, 31, 41)], 50
+    img = bytearray(SIZE)
+    for r in recs:
+        if r.kind == Kind.DATA:
+            img[r.offset:r.offset + r.length] = r.data()
+    batch, last = bridge_batch("d0", 21, 50, 21, 50_000)
+    assert last == 50
+    chunk = 64 << 10
+    full = [data_record("d0", 51 + i, 51_000 + i, i * chunk, bytes(img[i * chunk:(i + 1) * chunk]))
+            for i in range(SIZE // chunk)]
+    seq = 51 + len(full)
+    done = bookmark("d0", seq, seq * 1000, f"dialback.resync-complete.{seq}")
+    return [batch, encode_batch(full + [done])], seq
+
+
+@pytest.mark.parametrize("how", ["resend", "resync"])
+def test_gap_holds_commits_raises_alarm_and_resend_heals(kafka_bootstrap, minio_store, stack_env, tmp_path, how):
     tenant = f"gp{random.randrange(10**6):06d}"
     tenants = tmp_path / "tenants.json"
     create_tenant(tenants, tenant)
@@ -138,10 +163,11 @@ def test_gap_holds_commits_raises_alarm_and_resend_heals(kafka_bootstrap, minio_
         pts = rec.points(tenant, "g")
         assert pts["broken"]["expected"] == 21 and pts["latest"]["sequence"] == 20
 
-        # The resend (what ingest produces once the agent resent from 21): the journal heals.
-        for first in (21, 31, 41):
-            end = p.send_sync(topic, msg[first], key=b"g").offset + 1
-        _wait(lambda: last_sequence(minio_store, bucket, "g") == 50, "journal complete through 50")
+        # What ingest produces once the agent resent from 21 (or bridged and resynced): the journal heals.
+        healing, through = _healing(recs, how)
+        for m in healing:
+            end = p.send_sync(topic, m, key=b"g").offset + 1
+        _wait(lambda: last_sequence(minio_store, bucket, "g") == through, f"journal complete through {through}")
         _wait(lambda: _committed(c, topic) == end, "commits past the healed gap")
         _wait(lambda: not minio_store.exists(bucket, keys.broken_key("g")), "broken mark cleared")
         ev = _wait(lambda: [e for k, e in _control_events(kafka_bootstrap, ctl) if e["type"] == GROUP_REPAIRED],
@@ -150,11 +176,12 @@ def test_gap_holds_commits_raises_alarm_and_resend_heals(kafka_bootstrap, minio_
         assert _metric(port, "dialback_retention_groups_broken") == 0.0
         assert rec.points(tenant, "g")["broken"] is None
 
-        for at in (35, 50):  # points after the gap are byte-exact
+        # Points after the gap are byte-exact (after a resync: from its resync-complete bookmark on).
+        for at, want in ((35, 35), (50, 50)) if how == "resend" else ((through, 50),):
             plan = rec.plan(tenant, "g", None, At.of(sequence=at))
             out = tmp_path / f"d0-{at}.img"
             rec.to_files(plan, {"d0": out})
-            assert hashlib.sha256(out.read_bytes()).hexdigest() == _image(recs, at), f"image at {at} differs"
+            assert hashlib.sha256(out.read_bytes()).hexdigest() == _image(recs, want), f"image at {at} differs"
     finally:
         c.close()
         proc.terminate()
