@@ -38,6 +38,7 @@ PIECE = 256 << 10  # largest DATA record payload; also the dirty-chunk and sync-
 RESERVED_PREFIX = "dialback."
 INITIAL_SYNC_BOOKMARK = "dialback.initial-sync-complete"
 ALARM_OVERFLOW = "spool_overflow"
+ALARM_RESYNC = "ingest_resync"
 
 
 class Group:
@@ -257,6 +258,19 @@ class Group:
             log.exception("group %s: cannot save spool state", self.name)
         return True
 
+    def request_full_resync(self, why: str) -> None:
+        """Copy every chunk of every volume again: records ingest needs are gone from the spool.
+
+        The same path as the overflow resync (``begin_resync`` marks the window's
+        start; agent.sync ships the dirty chunks, then ``dialback.resync-complete.N``);
+        points inside the window are not consistent.
+        """
+        with self.lock:
+            self.alarms[ALARM_RESYNC] = (f"{why}; resyncing every volume. Points from now until the resync "
+                                         "completes are not consistent.")
+        log.error("group %s: %s; resyncing every volume", self.name, why)
+        self.begin_resync(mark_all=True)
+
     def resync_finished(self) -> None:
         with self.lock:
             if self.overflow or any(len(d) for d in self.dirty.values()) or not self.state.needs_resync:
@@ -265,6 +279,7 @@ class Group:
             self.state.resync_marked = False
             self._bookmark_locked(resync_complete_name(self.spool.last_seq + 1))
             self.alarms.pop(ALARM_OVERFLOW, None)
+            self.alarms.pop(ALARM_RESYNC, None)
             self.overflow_since_ns = None
             log.warning("group %s: resync complete; points from now on are consistent again", self.name)
 

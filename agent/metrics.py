@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 if TYPE_CHECKING:
     from agent.runtime import Agent
 
-ALARM_KINDS = ("spool_overflow", "shipping", "ingest_gap", "sync_failed")
+ALARM_KINDS = ("spool_overflow", "shipping", "ingest_gap", "ingest_resync", "sync_failed")
 
 
 class AgentCollector:

@@ -9,7 +9,9 @@ tenant's transport key when the agent has one (docs/encryption.md,
 "Transport"; the first..last range of the batch is bound into the AAD). Connection errors, 5xx
 and 429 are retried with capped exponential backoff, forever: the spool is
 what makes an outage lose nothing. A 409 moves the cursor to the sequence
-ingest expects when the spool still holds it; otherwise an alarm is raised.
+ingest expects; when the spool no longer holds it, a bridge of no-op records
+is sent up to the spool's first record and every volume is resynced
+(agent.bridge).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from agent.bridge import bridge_batch
 from agent.group import Group
 from shared.crypto.transport import SEALED_CONTENT_TYPE, seal
 from shared.bodies import BATCHES_CONTENT_TYPE, MAX_BATCHES_PER_BODY, SEALED_BATCHES_CONTENT_TYPE, join_body
@@ -150,6 +153,7 @@ class Shipper:
         self._delay = backoff_start
         self._ready_at = 0.0
         self._prefetch: tuple[int, bool, asyncio.Future] | None = None  # (first, multi, body being built)
+        self._bridge: tuple[int, int] | None = None  # (start, end) of the bridge being sent (agent.bridge)
         self._persisting: asyncio.Future | None = None  # saving acked_through in a worker thread
         self._persist_again = False
 
@@ -291,6 +295,8 @@ class Shipper:
             # trim follow off the shipping path. A crash before they land only resends records
             # ingest already holds, which it acknowledges again without producing twice.
             g.spool.mark_acked(acked)
+            if self._bridge is not None and acked >= self._bridge[1]:
+                self._bridge = None  # bridged; the resync goes on in agent.sync
             self._persist_soon()
             return True
         if resp.status_code == 409:
@@ -341,6 +347,9 @@ class Shipper:
 
         ``full``: as many batches as a body may hold (the last one may be short of 1 MiB).
         """
+        avail = self.group.spool.first_available()
+        if first < avail:
+            return self._build_bridge(first, avail - 1, multi)
         n = self.batches_per_post if multi else 1
         if self.bandwidth:  # a body holds about a second's worth at most, so pacing stays smooth
             n = max(1, min(n, self.bandwidth // MAX_BATCH_BYTES))
@@ -350,6 +359,18 @@ class Shipper:
         batches, last = built
         body, ctype = make_body(self.sealing, self.group.name, first, last, batches, multi)
         return body, ctype, last, len(batches) == n
+
+    def _build_bridge(self, first: int, end: int, multi: bool) -> tuple[bytes, str, int, bool]:
+        """The body of no-op records first.. toward ``end``; the first time, the full resync starts."""
+        g = self.group
+        if self._bridge is None or self._bridge[1] != end or not self._bridge[0] <= first:
+            self._bridge = (first, end)
+            g.request_full_resync(f"ingest expects sequence {first} but the spool starts at {end + 1}: those "
+                                  "writes are gone from this agent")
+        ts = g.spool.timestamp_of(end + 1) or g.state.last_ts
+        batch, last = bridge_batch(g.bookmark_volume, first, end, self._bridge[0], ts)
+        body, ctype = make_body(self.sealing, g.name, first, last, [[batch]], multi)
+        return body, ctype, last, True
 
     async def _resend_from(self, resp: httpx.Response, stop: asyncio.Event) -> bool:
         g = self.group
@@ -365,11 +386,10 @@ class Shipper:
         if expected - 1 > g.state.acked_through:  # ingest already holds more than we knew
             await asyncio.to_thread(g.spool.ack, expected - 1)
             return True
-        if expected < g.spool.first_available():
-            await self._backoff(stop, ALARM_GAP, f"ingest expects sequence {expected} but the spool starts at "
-                                                 f"{g.spool.first_available()}; those records are gone")
-            return True
-        # ingest is behind our acked_through (its state was reset): resend from there
+        # ingest is behind our acked_through (its state was reset, or retention lost records and
+        # asked for them): resend from there; what the spool no longer holds is bridged (_build).
         g.state.acked_through = expected - 1
-        log.warning("group %s: ingest expects %d, resending from there", g.name, expected)
+        log.warning("group %s: ingest expects %d, resending from there%s", g.name, expected,
+                    "" if expected >= g.spool.first_available() else
+                    f" (the spool starts at {g.spool.first_available()}: bridge and full resync)")
         return True

@@ -9,6 +9,7 @@ is recovery planning::
     groups/<group>/bases/<seq:020d>.json                 base image (synthetic full) at sequence seq
     groups/<group>/policy.json                           the group's retention policy
     groups/<group>/leases/<id>.json                      a reader's lease (GC keeps what it needs)
+    groups/<group>/broken.json                           present while the journal has a sequence gap
     chunks/<id[:2]>/<id>                                 tenant-wide chunk, id = SHA-256 of its plaintext
     recoveries/<anything>                                recovered images; the ONLY keys a client may name
 
@@ -78,6 +79,10 @@ CHUNKS_PREFIX = "chunks/"
 
 def chunk_key(chunk_id: str) -> str:
     return f"{CHUNKS_PREFIX}{chunk_id[:2]}/{chunk_id}"
+
+
+def broken_key(group: str) -> str:
+    return f"groups/{group}/broken.json"
 
 
 def policy_key(group: str) -> str:

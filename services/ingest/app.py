@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -78,7 +79,13 @@ def create_app(settings: IngestSettings | None = None, *, writes: WritesLog | No
             # Replaying every known tenant now makes the first request fast;
             # a tenant that fails here is loaded on its first request instead.
             await service.preload(auth.tenants())
+        follower = (asyncio.ensure_future(service.follow_control(settings.ingest_control_follow_s))
+                    if settings.ingest_control_follow_s > 0 else None)
         yield
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         service.close()
 
     app = FastAPI(title="Dialback ingest", version="1", lifespan=lifespan)

@@ -28,6 +28,8 @@ class IngestSettings(CommonSettings):
     ingest_reorder_wait_s: float = Field(5.0, ge=0, description="a body that arrives ahead of another body of "
                                          "its group still arriving waits this long for it before the gap is "
                                          "refused (409)")
+    ingest_control_follow_s: float = Field(1.0, ge=0, description="how often to read retention's GroupBroken/"
+                                           "GroupRepaired events from the control log (0 = never)")
     ingest_usage: bool | None = Field(None, description="emit ingest.bytes usage events (default: on with Kafka)")
     usage_topic: str = Field(USAGE_TOPIC, description="topic of usage events")
     ingest_max_volume_bytes: int = Field(DEFAULT_MAX_VOLUME_BYTES, ge=1, description="largest volume size a group "

@@ -33,6 +33,7 @@ from services.ingest.metrics import IngestMetrics
 from services.ingest.state import GroupState, TenantState, acked_event, registered_event
 from services.ingest.transport import TransportKeys, open_body
 from services.ingest.usage import IngestUsage
+from shared.broken import GROUP_BROKEN, GROUP_REPAIRED
 from shared.errors import InvalidName
 from shared.tenancy import check_volume
 
@@ -244,6 +245,44 @@ class IngestService:
             if self.usage is not None:
                 self.usage.batch_acked(tenant, group, plan.first_seq, plan.acked_through, plan.payload_bytes)
             return new.acked_through, plan
+
+    # -- retention's broken/repaired events ---------------------------------------
+
+    async def follow_control(self, interval_s: float) -> None:
+        """Forever: fold retention's GroupBroken/GroupRepaired events of loaded tenants into their groups.
+
+        A GroupBroken moves ``acked_through`` back to ``expected - 1`` (services.ingest.state), so the
+        agent's next body is answered 409 {"expected": N} and the agent resends from N (or resyncs).
+        """
+        while True:
+            for tenant in list(self._tenants):
+                try:
+                    events = await asyncio.to_thread(self.control.follow, tenant)
+                except BusUnavailable as err:
+                    log.warning("cannot follow the control log of tenant %s (%s); retrying", tenant, err)
+                    continue
+                for ev in events:
+                    if isinstance(ev, dict) and ev.get("type") in (GROUP_BROKEN, GROUP_REPAIRED):
+                        await self.apply_retention_event(tenant, ev)
+            await asyncio.sleep(interval_s)
+
+    async def apply_retention_event(self, tenant: str, event: dict) -> None:
+        st = await self.tenant(tenant)
+        group = event.get("group")
+        if group not in st.groups:
+            return
+        cond = self._condition(tenant, group)
+        async with cond:  # not while a body of the group is being produced
+            before = st.groups[group]
+            st.apply(event)
+            after = st.groups[group]
+            cond.notify_all()
+        if after.broken is not None and before.broken is None:
+            log.error("tenant %s group %s: retention lacks sequence %d; acked_through %d -> %d, the agent is "
+                      "asked to resend from there", tenant, group, after.broken, before.acked_through,
+                      after.acked_through)
+        elif before.broken is not None and after.broken is None:
+            log.warning("tenant %s group %s: retention's journal is whole again", tenant, group)
 
     async def _append_control(self, tenant: str, state: GroupState, event: dict) -> None:
         t0 = time.perf_counter()

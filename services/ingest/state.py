@@ -4,6 +4,13 @@ The state is a fold over the tenant's control log. Every event carries the
 whole state of its group (volumes included) because the control topic is
 compacted per key ``group/<group>``: after compaction only a group's latest
 event is guaranteed to survive, and that one alone must rebuild the group.
+
+Retention's ``GroupBroken`` / ``GroupRepaired`` events (shared.broken, key
+``broken/<group>``) are folded in too: a broken group's ``acked_through``
+goes back to ``expected - 1`` so the agent's next batch is answered 409
+{"expected": N} and it resends (docs/ingest.md "Broken groups"). While a
+group is broken, a ``BatchAcked`` that does not carry ``"broken": N`` was
+decided before ingest saw the break and does not move ``acked_through``.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+
+from shared.broken import GROUP_BROKEN, GROUP_REPAIRED
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +33,7 @@ class GroupState:
     volumes: dict[str, int]  # volume id -> size in bytes, in registration order
     acked_through: int = 0
     last_timestamp_ns: int = 0
+    broken: int | None = None  # retention lacks this sequence: resend from it (None: journal whole)
 
     def volumes_list(self) -> list[dict]:
         return [{"volume": v, "size": s} for v, s in self.volumes.items()]
@@ -49,6 +59,7 @@ def acked_event(state: GroupState) -> dict:
         "volumes": state.volumes_list(),
         "last_timestamp_ns": state.last_timestamp_ns,
         "time": _now(),
+        **({"broken": state.broken} if state.broken is not None else {}),
     }
 
 
@@ -71,20 +82,32 @@ class TenantState:
                 volumes = {str(v["volume"]): int(v["size"]) for v in event["volumes"]}
             elif old is not None:
                 volumes = old.volumes
+            elif kind in (GROUP_BROKEN, GROUP_REPAIRED):
+                return  # retention saw a group ingest does not know (purged): nothing to rewind
             else:
                 raise KeyError("volumes")
             acked = old.acked_through if old else 0
             last_ts = old.last_timestamp_ns if old else 0
+            broken = old.broken if old else None
             if kind == BATCH_ACKED:
-                acked = max(acked, int(event["acked_through"]))
-                last_ts = max(last_ts, int(event.get("last_timestamp_ns", 0)))
+                if broken is None or event.get("broken") == broken:
+                    acked = max(acked, int(event["acked_through"]))
+                    last_ts = max(last_ts, int(event.get("last_timestamp_ns", 0)))
+            elif kind == GROUP_BROKEN:
+                broken = int(event["expected"])
+                if acked >= broken:
+                    # The resend repeats records already acknowledged once, with their old timestamps.
+                    acked, last_ts = broken - 1, 0
+            elif kind == GROUP_REPAIRED:
+                if broken is not None and int(event["expected"]) == broken:
+                    broken = None
             elif kind != GROUP_REGISTERED:
                 log.warning("control event of unknown type %r for group %r ignored", kind, group)
                 return
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             log.error("damaged control event %r ignored: %r", event, err)
             return
-        self.put(GroupState(group, volumes, acked, last_ts))
+        self.put(GroupState(group, volumes, acked, last_ts, broken))
 
     @classmethod
     def replay(cls, events: list[dict]) -> "TenantState":

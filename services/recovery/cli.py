@@ -100,6 +100,9 @@ def _print_points(p: dict, as_json: bool) -> None:
     if not p["earliest"]:
         err.print("no recoverable point yet: the initial sync has not completed")
     err.print("volumes: " + ", ".join(f"{v['volume']} ({v['size']} bytes)" for v in p["volumes"]))
+    if p.get("broken"):
+        err.print(f"BROKEN: the journal lacks sequence {p['broken']['expected']} (since {p['broken']['since']}); "
+                  "no point after it until the agent's resend or resync is journaled")
 
 
 def _print_windows(windows: list[dict]) -> None:

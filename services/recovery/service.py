@@ -23,6 +23,7 @@ from services.recovery.errors import BadRequest, NotFound, OutOfRange
 from services.recovery.listing import TimelineListing
 from services.recovery.planner import At, GroupJournal, Point, load_group
 from shared import keys, leases
+from shared.broken import read_mark
 from shared.bases import Base
 from shared.journal import TimelineCache
 from services.recovery.synth import Progress, SynthStats, synthesize
@@ -111,6 +112,9 @@ class Recovery:
                          for b in j.retained()],
             "bookmarks": [{"name": b.name, "sequence": b.sequence, "timestamp_ns": b.timestamp_ns}
                           for b in j.bookmarks],
+            # Set while the journal lacks sequence ``expected`` (shared.broken): points after it are
+            # missing until the agent's resend or resync is durable; ``latest`` stays before the gap.
+            "broken": read_mark(self.store, j.bucket, group),
         }
 
     def plan(self, tenant: str, group: str, volume: str | None, at: At) -> Plan:

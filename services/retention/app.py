@@ -25,8 +25,9 @@ from services.retention.manifests import ManifestWriter
 from services.retention.processor import Processor
 from services.retention.topics import discover
 from services.retention.usage_events import SOURCE, UsageSampler
+from shared import broken
 from shared.objectstore import ObjectStore, ObjectStoreError
-from shared.tenancy import tenant_bucket, tenant_of_topic
+from shared.tenancy import control_topic, tenant_bucket, tenant_of_topic
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,20 @@ def usage_sampler(settings: RetentionSettings) -> UsageSampler | None:
 
     emitter = UsageEmitter(settings.kafka_bootstrap, SOURCE, settings.usage_topic)
     return UsageSampler(emitter, settings.retention_usage_catchup_hours)
+
+
+def control_notifier(bootstrap: str):
+    """A blocking sender of GroupBroken/GroupRepaired events (shared.broken) to a tenant's control topic."""
+    from shared.bus.kafka import Producer
+
+    producer: list[Producer] = []
+
+    def notify(tenant: str, group: str, event: dict) -> None:
+        if not producer:
+            producer.append(Producer(bootstrap))
+        producer[0].send_sync(control_topic(tenant), broken.encode_event(event), key=broken.event_key(group))
+
+    return notify
 
 
 def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str],
@@ -72,7 +87,8 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
     )
     journaler = Journaler(store, settings.bucket_prefix, settings.retention_segment_bytes,
                           settings.retention_segment_age, settings.retention_compress)
-    proc = Processor(journaler, ack=lambda event: event.ack(), max_inflight=settings.retention_inflight_segments)
+    proc = Processor(journaler, ack=lambda event: event.ack(), max_inflight=settings.retention_inflight_segments,
+                     notify=control_notifier(settings.kafka_bootstrap))
     manifests = ManifestWriter(store, settings.bucket_prefix)
     known = (sorted(writes), sorted(control))
 
@@ -149,6 +165,8 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
         ok = proc.last_flush_error is None
         return web.json({"status": "ok" if ok else "degraded", "error": proc.last_flush_error,
                          "pending_acks": proc.acks.pending(), "oldest_buffer_s": proc.j.oldest_age(),
+                         # tenant/group -> first missing sequence; such a group's commits are held.
+                         "groups_broken": proc.gaps.status(),
                          "topics": writes}, status=200 if ok else 503)
 
     @app.page("/metrics")

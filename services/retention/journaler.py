@@ -6,7 +6,9 @@ Contract:
   and an opaque ack token. Records with a sequence at or below what the
   group already holds (timeline + buffer) are dropped: redelivery and
   duplicates are harmless. A record beyond the next expected sequence is a
-  gap: the batch is refused, logged and counted, nothing of it is kept.
+  gap: the batch is refused, logged and counted, nothing of it is kept;
+  :attr:`Journaler.last_gap` then names (expected, first, last) so the
+  caller can hold the message back (docs/retention.md "Sequence gaps").
 * A group's buffer is flushed (segment PUT, then timeline entry PUT) by
   :meth:`Journaler.flush`; the tokens it returns belong to messages whose
   records are now durable, and only those may be acknowledged to Kafka.
@@ -94,6 +96,7 @@ class Journaler:
         self._held: dict[GroupId, int] = {}      # next sequence after what is durable
         self._buffers: dict[GroupId, _Buffer] = {}
         self._buckets: set[str] = set()
+        self.last_gap: tuple[int, int, int] | None = None  # (expected, first, last) of the last GAP outcome
         self.stats = {"records": 0, "duplicates": 0, "gaps": 0, "corrupt": 0, "segments": 0, "bytes": 0}
 
     def bucket(self, tenant: str) -> str:
@@ -133,6 +136,7 @@ class Journaler:
         seqs = [r.sequence for r in fresh]
         if seqs[0] != expected or seqs != list(range(expected, expected + len(seqs))):
             self.stats["gaps"] += 1
+            self.last_gap = (expected, seqs[0], records[-1].sequence)
             log.error("group %s/%s: sequence gap, expected %d, message carries %d..%d; refused (nothing kept). "
                       "The agent must resend from %d through ingest", tenant, group, expected, seqs[0], seqs[-1],
                       expected)

@@ -13,3 +13,5 @@ LAG_SECONDS = Histogram("dialback_retention_recoverable_lag_seconds",
                         "agent write time of a segment's last record to its timeline entry being durable",
                         buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60))
 OLDEST_BUFFER = Gauge("dialback_retention_oldest_buffer_seconds", "age of the oldest unflushed buffer")
+GROUPS_BROKEN = Gauge("dialback_retention_groups_broken",
+                      "groups whose journal lacks a sequence (commits held, resync requested)")

@@ -8,7 +8,9 @@ segment uploaded in the background while the group keeps buffering; at most
 which pauses fetching). Timeline entries are written strictly in sequence
 order per group, each only after the previous one is durable, and a
 segment's messages are acked only after its entry is durable (acks.py keeps
-the acks in offset order per partition).
+the acks in offset order per partition). A message that skips sequences is
+never acked (gaps.py): nothing of its partition is committed past it until
+the missing sequences are durable.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any, Callable, Hashable
 
 from services.retention import metrics
 from services.retention.acks import OrderedAcks
+from services.retention.gaps import Gaps, Notify
 from services.retention.journaler import GroupId, Journaler, Outcome, Sealed
+from shared.broken import read_mark
 from shared.objectstore import ObjectStoreError
 from shared.tenancy import check_volume, tenant_of_topic
 
@@ -30,9 +34,10 @@ log = logging.getLogger(__name__)
 
 class Processor:
     def __init__(self, journaler: Journaler, ack: Callable[[Any], Any], max_buffer_factor: int = 4,
-                 max_inflight: int = 2) -> None:
+                 max_inflight: int = 2, notify: Notify | None = None) -> None:
         self.j = journaler
         self.acks = OrderedAcks(ack)
+        self.gaps = Gaps(journaler, notify)
         self._locks: dict[GroupId, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tp_of: dict[GroupId, Hashable] = {}
         # Per group, the segments being uploaded, oldest first (see docs/retention.md "Pipelined uploads").
@@ -61,8 +66,15 @@ class Processor:
             if self.j.needs_load(tenant, group):
                 await self._settle(gid)  # uploads of a revoked generation finish (or stop) before we list
                 await self._retry(lambda: self.j.next_expected(tenant, group), f"read timeline of {tenant}/{group}")
+                mark: list = []
+                await self._retry(lambda: mark.append(read_mark(self.j.store, self.j.bucket(tenant), group)),
+                                  f"read broken mark of {tenant}/{group}")
+                self.gaps.loaded(gid, mark[0] if mark else None)
             outcome = self.j.offer(tenant, group, value, handle)
-            if outcome is not Outcome.BUFFERED:
+            if outcome is Outcome.GAP:
+                metrics.REFUSED.labels(outcome.value).inc()
+                self.gaps.hold(gid, handle)  # never acked until the missing sequences are durable
+            elif outcome is not Outcome.BUFFERED:
                 if outcome is Outcome.DUPLICATE:
                     metrics.DUPLICATES.inc()
                 else:
@@ -156,7 +168,8 @@ class Processor:
         metrics.RECORDS.inc(entry.last_seq - entry.first_seq + 1)
         metrics.FLUSH_SECONDS.observe(time.perf_counter() - t0)
         metrics.LAG_SECONDS.observe(max(0.0, time.time() - entry.last_ts / 1e9))
-        self.acks.done(sealed.tokens)
+        # Gap messages held back whose records the journal now holds are acked with this segment.
+        self.acks.done(sealed.tokens + self.gaps.durable((sealed.tenant, sealed.group), entry.last_seq))
         return True
 
     async def _retry(self, fn: Callable[[], Any], what: str, pause: float | None = None, max_pause: float = 10.0,
@@ -192,6 +205,7 @@ class Processor:
             for up in self._inflight.get(gid, ()):
                 up.sealed.aborted = True
         self.j.forget(gids)
+        self.gaps.forget(gids)
         self.acks.forget(tps)
         for gid in gids:
             self._tp_of.pop(gid, None)

@@ -9,7 +9,7 @@ import httpx
 
 from agent.runtime import AgentThread
 from agent.shipper import build_batch
-from shared.frames import MAX_BATCH_BYTES, Codec, decode_batch
+from shared.frames import MAX_BATCH_BYTES, Codec, Kind, decode_batch
 from tests.agent.conftest import agent_settings, make_image, wait_for
 from tests.agent.fake_ingest import FakeIngest, IngestServer, free_port
 from tests.agent.test_group import replay_matches
@@ -106,7 +106,7 @@ def test_409_resends_from_what_ingest_expects(tmp_path, ingest):
         h.stop()
 
 
-def test_409_for_records_already_trimmed_raises_an_alarm(tmp_path, ingest):
+def test_409_for_records_already_trimmed_bridges_and_resyncs_every_volume(tmp_path, ingest):
     h = start(tmp_path, ingest.url, segment_bytes=50_000)
     try:
         g = h.group
@@ -114,11 +114,25 @@ def test_409_for_records_already_trimmed_raises_an_alarm(tmp_path, ingest):
         for i in range(5):
             g.write("disk0", i * 65536, os.urandom(65536))
         wait_for(lambda: caught_up(g), what="shipped")
+        wait_for(lambda: g.spool.first_available() > 3, what="spool trimmed")
+        # The journal lost everything from ``lost`` on (retention's GroupBroken rewound ingest),
+        # and the spool no longer holds those records.
+        lost = g.spool.first_available() - 2
         with ingest.ingest.lock:
-            ingest.ingest.acked["grp1"] = 0
+            ingest.ingest.acked["grp1"] = lost - 1
+            del ingest.ingest.records["grp1"][lost - 1:]
         g.write("disk0", 0, b"x" * 4096)
-        wait_for(lambda: "ingest_gap" in g.alarms, what="gap alarm")
-        assert "spool starts at" in g.alarms["ingest_gap"]
+        wait_for(lambda: "ingest_resync" in g.alarms or not g.state.needs_resync and caught_up(g)
+                 and ingest.ingest.acked["grp1"] > lost, what="bridge and resync started")
+        # The alarm goes last in resync_finished (after the resync-complete bookmark is spooled).
+        wait_for(lambda: "ingest_resync" not in g.alarms and not g.state.needs_resync and caught_up(g)
+                 and ingest.ingest.acked["grp1"] == g.spool.last_seq, what="resync shipped", timeout=60)
+        recs = ingest.ingest.records["grp1"]
+        assert [r.sequence for r in recs] == list(range(1, g.spool.last_seq + 1))  # gap-free again
+        names = [bytes(r.payload).decode() for r in recs if r.kind == Kind.BOOKMARK]
+        assert f"dialback.resync-start.{lost}" in names
+        assert names[-1].startswith("dialback.resync-complete.")
+        assert replay_matches(tmp_path, g, recs)  # what ingest holds rebuilds the disk byte for byte
     finally:
         h.stop()
 

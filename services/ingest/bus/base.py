@@ -21,6 +21,9 @@ Both are blocking; the service calls them from a worker thread.
   Because the topic is compacted, only the latest event per key is
   guaranteed to survive: every event must therefore carry the whole state
   of its group (see services.ingest.state).
+* ``follow`` returns the events appended since the previous ``follow`` (the
+  first call: since ``replay``'s end), so ingest sees what others (retention's
+  GroupBroken/GroupRepaired) append. Best effort: it may return nothing yet.
 """
 
 from __future__ import annotations
@@ -69,3 +72,7 @@ class ControlLog(ABC):
 
     @abstractmethod
     def replay(self, tenant: str) -> list[dict]: ...
+
+    def follow(self, tenant: str) -> list[dict]:
+        """Events appended since the last follow (or replay); adapters without it see none."""
+        return []

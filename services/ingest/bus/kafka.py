@@ -116,6 +116,8 @@ class KafkaControlLog(ControlLog):
         self.bootstrap, self.producer = bootstrap, producer
         self.replication, self.timeout = replication, timeout
         self._ensured: set[str] = set()
+        self._replayed: dict[str, dict[int, int]] = {}  # topic -> partition -> offset the replay ended at
+        self._followers: dict[str, object] = {}
 
     def ensure(self, tenant: str) -> None:
         topic = control_topic(tenant)
@@ -140,6 +142,37 @@ class KafkaControlLog(ControlLog):
         finally:
             c.close()
 
+    def follow(self, tenant: str) -> list[dict]:
+        """Events appended since the replay (one long-lived consumer per tenant, never committing)."""
+        topic = control_topic(tenant)
+        try:
+            c = self._followers.get(topic)
+            if c is None:
+                c = consumer(self.bootstrap, f"dialback-ingest-follow-{uuid.uuid4().hex}")
+                start = self._replayed.get(topic, {0: OFFSET_BEGINNING})
+                c.assign([TopicPartition(topic, p, off) for p, off in start.items()])
+                self._followers[topic] = c
+            events: list[dict] = []
+            while True:
+                msg = c.poll(0.05)
+                if msg is None:
+                    return events
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        return events
+                    raise BusUnavailable(f"cannot follow {topic}: {msg.error()}")
+                try:
+                    events.append(json.loads(msg.value()))
+                except ValueError:
+                    log.error("%s offset %d: not JSON, ignored", topic, msg.offset())
+        except KafkaException as err:
+            raise BusUnavailable(f"cannot follow {topic}: {err}") from err
+
+    def close(self) -> None:
+        for c in self._followers.values():
+            c.close()
+        self._followers.clear()
+
     def _replay(self, c, topic: str) -> list[dict]:
         md = c.list_topics(topic, timeout=self.timeout)
         tmd = md.topics.get(topic)
@@ -148,10 +181,13 @@ class KafkaControlLog(ControlLog):
                 raise BusUnavailable(f"cannot read {topic}: {tmd.error}")
             return []
         ends: dict[int, int] = {}
+        highs: dict[int, int] = {}
         for p in tmd.partitions:
             lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=self.timeout)
+            highs[p] = hi
             if hi > lo:
                 ends[p] = hi
+        self._replayed[topic] = highs  # follow() continues exactly where this replay ends
         if not ends:
             return []
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])

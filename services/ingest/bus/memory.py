@@ -76,6 +76,7 @@ class MemoryWritesLog(WritesLog):
 class MemoryControlLog(ControlLog):
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker
+        self._followed: dict[str, int] = {}
 
     def ensure(self, tenant: str) -> None:
         self.broker.create(control_topic(tenant))
@@ -85,4 +86,12 @@ class MemoryControlLog(ControlLog):
         self.broker.append(control_topic(tenant), Message(control_key(group), value, ()))
 
     def replay(self, tenant: str) -> list[dict]:
-        return [json.loads(m.value) for m in self.broker.read(control_topic(tenant))]
+        events = [json.loads(m.value) for m in self.broker.read(control_topic(tenant))]
+        self._followed[tenant] = len(events)
+        return events
+
+    def follow(self, tenant: str) -> list[dict]:
+        msgs = self.broker.read(control_topic(tenant))
+        start = self._followed.get(tenant, len(msgs))
+        self._followed[tenant] = len(msgs)
+        return [json.loads(m.value) for m in msgs[start:]]

@@ -7,6 +7,7 @@ import threading
 
 from services.retention.journaler import Journaler, Outcome
 from services.retention.processor import Processor
+from shared.broken import read_mark, write_mark
 from shared.journal import last_sequence
 from shared.objectstore import TransientStoreError
 from shared.objectstore.memory import MemoryObjectStore
@@ -78,15 +79,68 @@ def test_store_failure_keeps_buffer_unacked_then_retries():
     asyncio.run(run())
 
 
-def test_bad_key_and_gap_are_acked_without_writing():
+def test_bad_key_is_acked_but_a_gap_is_held_and_marks_the_group():
     async def run():
         store, now = MemoryObjectStore(), [0.0]
-        proc, acked = _proc(store, now)
+        events: list = []
+        j = Journaler(store, max_age=1.0, clock=lambda: now[0])
+        acked: list = []
+        proc = Processor(j, ack=acked.append, notify=lambda t, g, ev: events.append((t, g, ev)))
         recs = random_records(10, seed=4)
         assert await proc.on_message(TOPIC, "p0", b"../x", batches_of(recs, 10)[0], 0) is Outcome.CORRUPT
         assert await proc.on_message(TOPIC, "p0", b"g1", batches_of(recs[3:], 10)[0], 1) is Outcome.GAP
-        assert acked == [0, 1]
+        await proc.gaps.settle()
+        assert acked == [0]  # the gap message is not acked: nothing past it may be committed
         assert last_sequence(store, "dialback-acme", "g1") == 0
+        assert read_mark(store, "dialback-acme", "g1")["expected"] == 1
+        assert [(t, g, e["type"], e["expected"]) for t, g, e in events] == [("acme", "g1", "GroupBroken", 1)]
+        assert proc.gaps.status() == {"acme/g1": 1}
+    asyncio.run(run())
+
+
+def test_resend_releases_held_gap_messages_and_clears_the_mark():
+    async def run():
+        store, now = MemoryObjectStore(), [0.0]
+        events: list = []
+        j = Journaler(store, max_age=1.0, clock=lambda: now[0])
+        acked: list = []
+        proc = Processor(j, ack=acked.append, notify=lambda t, g, ev: events.append(ev["type"]))
+        b = batches_of(random_records(30, seed=6), 10)
+        await proc.on_message(TOPIC, "p0", b"g1", b[0], 0)
+        assert await proc.on_message(TOPIC, "p0", b"g1", b[2], 1) is Outcome.GAP  # 11-20 lost
+        await proc.on_message(TOPIC, "p0", b"g2", batches_of(random_records(5, seed=7), 5)[0], 2)
+        now[0] = 5.0
+        await proc.flush_due()
+        assert acked == [0]  # g2 is durable, but its ack waits behind the held gap message
+        assert last_sequence(store, "dialback-acme", "g2") == 5
+        for i, m in ((3, b[1]), (4, b[2])):  # the resend from 11
+            assert await proc.on_message(TOPIC, "p0", b"g1", m, i) is Outcome.BUFFERED
+        now[0] = 10.0
+        await proc.flush_due()
+        await proc.gaps.settle()
+        assert acked == [0, 1, 2, 3, 4]
+        assert last_sequence(store, "dialback-acme", "g1") == 30
+        assert read_mark(store, "dialback-acme", "g1") is None
+        assert events == ["GroupBroken", "GroupRepaired"] and proc.gaps.status() == {}
+    asyncio.run(run())
+
+
+def test_a_mark_left_in_the_store_is_adopted_or_cleared_on_load():
+    async def run():
+        store, now = MemoryObjectStore(), [0.0]
+        b = batches_of(random_records(20, seed=8), 10)
+        j = Journaler(store, max_age=1.0, clock=lambda: now[0])
+        proc = Processor(j, ack=lambda _: None)
+        await proc.on_message(TOPIC, "p0", b"g1", b[0], 0)
+        await proc.flush_all()
+        write_mark(store, "dialback-acme", "g1", 5, 9)  # healed before a crash; the clear was lost
+        write_mark(store, "dialback-acme", "g2", 1, 4)  # still broken
+        fresh = Processor(Journaler(store, max_age=1.0, clock=lambda: now[0]), ack=lambda _: None)
+        await fresh.on_message(TOPIC, "p0", b"g1", b[0], 0)
+        await fresh.on_message(TOPIC, "p0", b"g2", b[1], 1)
+        await fresh.gaps.settle()
+        assert read_mark(store, "dialback-acme", "g1") is None
+        assert fresh.gaps.status() == {"acme/g2": 1}
     asyncio.run(run())
 
 

@@ -21,7 +21,10 @@ class Registration(BaseModel):
 
 
 def group_body(gs: GroupState) -> dict:
-    return {"group": gs.group, "volumes": gs.volumes_list(), "acked_through": gs.acked_through}
+    body = {"group": gs.group, "volumes": gs.volumes_list(), "acked_through": gs.acked_through}
+    if gs.broken is not None:  # retention lacks that sequence and asked for a resend (shared.broken)
+        body["broken"] = {"expected": gs.broken}
+    return body
 
 
 @router.put("/{group}")
