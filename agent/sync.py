@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from agent.errors import BookmarkError
 from agent.group import INITIAL_SYNC_BOOKMARK, Group
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,19 @@ class Syncer:
             return True
         if g.state.initial_sync_complete or not g.registered.is_set():
             return False
+        gen = g.sync_generation  # a re-protection (Group.renumber) in between restarts the sync
         for vol in sorted(g.disks):
             done = g.sync_progress[vol]
             if done < g.disks[vol].size:
                 n = g.copy_region(vol, done, ZERO_SPAN)
-                g.sync_progress[vol] = done + n
+                g.advance_sync(vol, gen, done + n)
                 return n > 0
-        seq, _ = g.bookmark(INITIAL_SYNC_BOOKMARK, internal=True)
+        try:
+            seq, _ = g.bookmark(INITIAL_SYNC_BOOKMARK, internal=True, generation=gen)
+        except BookmarkError:
+            if gen != g.sync_generation:
+                return True  # re-protected meanwhile: the copy starts again at offset 0
+            raise
         g.alarms.pop("sync_failed", None)
         log.info("group %s: initial sync complete at sequence %d", g.name, seq)
         return True
