@@ -36,6 +36,9 @@ def protect(
     spool_limit: Optional[int] = typer.Option(None, help="spool overflow threshold in bytes"),
     baseline: bool = typer.Option(False, help="the disks equal a point Dialback holds (failback of a "
                                               "failover): no initial copy, ship only new writes"),
+    reprotect: bool = typer.Option(False, help="ingest knows the group from another spool (emptied spool, "
+                                               "reinstalled agent): take it over with this one, numbering after "
+                                               "what ingest holds and copying the disks again"),
 ) -> None:
     """Protect volumes: register, sync, serve them over NBD and ship every write (foreground)."""
     from agent.config import AgentSettings
@@ -49,7 +52,8 @@ def protect(
             raise ValueError("give --credentials FILE (from `dialback tenant create`) or --token")
         settings = AgentSettings(ingest=ingest, token=token, credentials_file=credentials, group=group,
                                  volumes=",".join(volume), spool_dir=spool, nbd_port=nbd_port,
-                                 control_port=control_port, bandwidth=bandwidth, baseline=baseline, **extra)
+                                 control_port=control_port, bandwidth=bandwidth, baseline=baseline,
+                                 reprotect=reprotect, **extra)
     except (ValidationError, ValueError) as err:
         console.print(f"[red]invalid settings:[/red] {err}")
         raise typer.Exit(2) from err

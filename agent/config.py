@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.config import CommonSettings, default_home
@@ -59,8 +59,17 @@ class AgentSettings(CommonSettings):
     baseline: bool = Field(False, description="the disks already equal a point Dialback holds (a failover "
                                               "image, for failback): skip the initial full copy, ship only "
                                               "writes from now on")
+    reprotect: bool = Field(False, description="take the group over with this spool when ingest knows it from "
+                                               "another one (emptied spool, reinstalled agent): a new epoch, "
+                                               "numbered after what ingest holds, starting with a full copy")
     batches_per_post: int = Field(8, ge=1, le=8, description="batches per request to ingest (1: one-batch bodies)")
     bodies_in_flight: int = Field(2, ge=1, le=4, description="requests to ingest on the wire at once (1: one at a time)")
+
+    @model_validator(mode="after")
+    def _reprotect_copies(self) -> "AgentSettings":
+        if self.reprotect and self.baseline:
+            raise ValueError("--reprotect copies the disks again; it cannot be combined with --baseline")
+        return self
 
     @field_validator("group")
     @classmethod

@@ -55,6 +55,7 @@ class Group:
         self.dirty = {v: DirtyMap(d.size, PIECE) for v, d in disks.items()}
         self.overflow_since_ns: int | None = None
         self.sync_progress = {v: 0 for v in disks}
+        self.sync_generation = 0  # bumped by renumber(): sync progress made before it is void
         self.writeback = Writeback(self._writeback_fds, writeback_bytes)
         self.registered = threading.Event()
         if spool.state.registered:
@@ -182,6 +183,23 @@ class Group:
             self.dirty[volume].clear(index)
             return True
 
+    def renumber(self, after: int, ts: int, epoch: int) -> None:
+        """Re-protection: number from ``after + 1`` (ingest's acked_through) and copy every volume
+        again, ending in the initial-sync bookmark (agent.sync). Records spooled so far are
+        dropped: ingest never acknowledged them and the copy covers what they changed."""
+        with self.lock:
+            self.spool.renumber(after, ts, epoch)
+            self.sync_generation += 1
+            self.sync_progress = {v: 0 for v in self.disks}
+        log.warning("group %s: re-protected (epoch %d); sequences continue after %d with a full initial sync",
+                    self.name, epoch, after)
+
+    def advance_sync(self, volume: str, generation: int, done: int) -> None:
+        """Record initial-sync progress, unless renumber() restarted the sync since ``generation``."""
+        with self.lock:
+            if generation == self.sync_generation:
+                self.sync_progress[volume] = done
+
     def _enter_overflow(self, why: str) -> None:
         self.overflow = True
         self.overflow_since_ns = self.overflow_since_ns or time.time_ns()
@@ -293,13 +311,18 @@ class Group:
         if name in self.state.bookmarks:
             raise BookmarkError(f"group {self.name} already has a bookmark named {name!r}; pick another name")
 
-    def bookmark(self, name: str, internal: bool = False) -> tuple[int, int]:
-        """Append a BOOKMARK record, ordered with writes; returns (sequence, timestamp_ns)."""
+    def bookmark(self, name: str, internal: bool = False, generation: int | None = None) -> tuple[int, int]:
+        """Append a BOOKMARK record, ordered with writes; returns (sequence, timestamp_ns).
+
+        ``generation``: refuse (BookmarkError) if renumber() ran since (the initial-sync bookmark).
+        """
         self.check_bookmark_name(name, internal)
         with self.lock:
             if name == INITIAL_SYNC_BOOKMARK and (self.overflow or self.state.needs_resync):
                 # Checked under the lock: an overflow since the syncer looked would make it a lie.
                 raise BookmarkError("the spool overflowed during the initial sync; it completes after the resync")
+            if generation is not None and generation != self.sync_generation:
+                raise BookmarkError("the group was re-protected meanwhile: its initial sync starts again")
             if not internal:
                 if name in self.state.bookmarks:
                     raise BookmarkError(f"group {self.name} already has a bookmark named {name!r}; pick another name")

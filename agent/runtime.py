@@ -69,11 +69,14 @@ class Agent:
             # With a known baseline the syncer finds nothing to copy and only records the
             # initial-sync bookmark: the journal then holds just the writes made from now on.
             group.sync_progress = {v: d.size for v, d in disks.items()}
+        if s.reprotect:
+            # The sync waits for the registration, which may renumber the group (a new epoch).
+            group.registered.clear()
         self.groups[s.group] = group
         self.shippers[s.group] = Shipper(group, s.ingest, token, s.bandwidth, transport=self.transport,
                                          backoff_cap=s.backoff_cap_seconds, sealing=sealing,
                                          batches_per_post=s.batches_per_post,
-                                         bodies_in_flight=s.bodies_in_flight)
+                                         bodies_in_flight=s.bodies_in_flight, reprotect=s.reprotect)
         self.syncers[s.group] = Syncer(group, s.pace)
 
     async def run(self, stop: asyncio.Event, ready: threading.Event | None = None) -> None:

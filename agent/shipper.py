@@ -12,6 +12,14 @@ what makes an outage lose nothing. A 409 moves the cursor to the sequence
 ingest expects; when the spool no longer holds it, a bridge of no-op records
 is sent up to the spool's first record and every volume is resynced
 (agent.bridge).
+
+Incarnation (shared.incarnation): the spool's id goes with the registration
+and every batch. Ingest refusing it (409, reason "incarnation": another spool
+protects the group) and ingest acknowledging past anything this spool ever
+numbered (an ingest deduplicating a new spool against an old journal) both
+raise the ``incarnation`` alarm and leave the spool untouched: nothing is
+trimmed. ``reprotect`` asks ingest to start a new epoch for this spool; the
+group then renumbers after ingest's acked_through and syncs again.
 """
 
 from __future__ import annotations
@@ -29,12 +37,14 @@ from agent.group import Group
 from shared.crypto.transport import SEALED_CONTENT_TYPE, seal
 from shared.bodies import BATCHES_CONTENT_TYPE, MAX_BATCHES_PER_BODY, SEALED_BATCHES_CONTENT_TYPE, join_body
 from shared.frames import HEADER_SIZE, MAX_BATCH_BYTES, OversizedFrame, batch_head, record_parts
+from shared.incarnation import HEADER as INCARNATION_HEADER
 from shared.journal import compress_record
 
 log = logging.getLogger(__name__)
 
 ALARM_SHIP = "shipping"
 ALARM_GAP = "ingest_gap"
+ALARM_INCARNATION = "incarnation"
 CONTENT_TYPE = "application/x-dialback-batch"
 
 
@@ -120,16 +130,40 @@ def make_body(sealing: tuple[str, bytes] | None, group: str, first: int, last: i
     return seal(key, tenant, group, first, last, body), SEALED_BATCHES_CONTENT_TYPE
 
 
+def _reason(resp: httpx.Response) -> str | None:
+    try:
+        return resp.json().get("reason")
+    except (ValueError, AttributeError):
+        return None
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json()["detail"])
+    except (ValueError, KeyError, TypeError):
+        return resp.text[:300]
+
+
+def _ahead(acked: int, last: int) -> str:
+    return (f"ingest reports the group acknowledged through sequence {acked}, but this spool only numbered up "
+            f"to {last}: it is not the spool ingest knows (emptied, or the agent reinstalled), and ingest "
+            "would drop its records as already held. Nothing is trimmed. Upgrade ingest to one that knows "
+            "spool incarnations, then re-protect with `dialback protect ... --reprotect`")
+
+
 class Shipper:
     def __init__(self, group: Group, ingest_url: str, token: str, bandwidth: int | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, backoff_start: float = 0.2,
                  backoff_cap: float = 10.0, poll: float = 0.02, sealing: tuple[str, bytes] | None = None,
-                 batches_per_post: int = MAX_BATCHES_PER_BODY, bodies_in_flight: int = 2):
+                 batches_per_post: int = MAX_BATCHES_PER_BODY, bodies_in_flight: int = 2,
+                 reprotect: bool = False):
         """``sealing``: (tenant, transport key) from the credentials file; None ships unsealed.
 
         ``batches_per_post``: up to this many batches per request (shared.bodies); 1 sends the
         single-batch body. An ingest that answers 415 to a multi-batch body (older than the
         format) makes the shipper fall back to 1 for good.
+
+        ``reprotect``: register asking ingest to hand the group to this spool (a new epoch).
         """
         if not 1 <= batches_per_post <= MAX_BATCHES_PER_BODY:
             raise ValueError(f"batches_per_post must be 1..{MAX_BATCHES_PER_BODY}, got {batches_per_post}")
@@ -138,6 +172,7 @@ class Shipper:
         self.bodies_in_flight = bodies_in_flight
         self._inflight: collections.deque[_Sent] = collections.deque()
         self.group = group
+        self.reprotect = reprotect
         self.batches_per_post = batches_per_post
         self.sealing = sealing
         self.ingest_url = ingest_url.rstrip("/")
@@ -159,7 +194,8 @@ class Shipper:
 
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.ingest_url, transport=self.transport, timeout=30.0,
-                                 headers={"Authorization": f"Bearer {self.token}"})
+                                 headers={"Authorization": f"Bearer {self.token}",
+                                          INCARNATION_HEADER: self.group.state.incarnation})
 
     async def _backoff(self, stop: asyncio.Event, alarm: str | None = None, message: str = "") -> None:
         self.connected = False
@@ -222,14 +258,21 @@ class Shipper:
 
     async def register(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
         g = self.group
-        body = {"volumes": [{"volume": v, "size": d.size} for v, d in sorted(g.disks.items())]}
+        body = {"volumes": [{"volume": v, "size": d.size} for v, d in sorted(g.disks.items())],
+                "incarnation": g.state.incarnation, "reprotect": self.reprotect}
         while not stop.is_set():
             try:
                 resp = await client.put(f"/v1/groups/{g.name}", json=body)
             except httpx.TransportError as err:
                 await self._backoff(stop, ALARM_SHIP, f"cannot reach ingest at {self.ingest_url} to register: {err}")
                 continue
+            if resp.status_code == 409 and _reason(resp) == "incarnation":
+                await self._backoff(stop, ALARM_INCARNATION, f"ingest refused this spool: {_detail(resp)}; "
+                                                             "writes keep spooling, nothing is trimmed")
+                continue
             if resp.status_code in (200, 201):
+                if not await self._take_registration(resp, stop):
+                    continue
                 self._ok()
                 if not g.state.registered:
                     g.state.registered = True
@@ -239,6 +282,29 @@ class Shipper:
                 return True
             await self._backoff(stop, ALARM_SHIP, f"ingest refused registration: HTTP {resp.status_code} {resp.text[:300]}")
         return False
+
+    async def _take_registration(self, resp: httpx.Response, stop: asyncio.Event) -> bool:
+        """Apply ingest's answer to the registration: renumber on a new epoch (re-protection),
+        alarm (False) when ingest holds more than this spool ever numbered."""
+        g = self.group
+        try:
+            info = resp.json()
+            epoch, acked = info.get("epoch"), int(info.get("acked_through", 0))
+        except (ValueError, TypeError, AttributeError):
+            info, epoch, acked = {}, None, 0
+        if isinstance(epoch, int) and epoch != g.state.epoch:
+            if epoch > 1:
+                # A new epoch for this spool: number after what ingest holds, copy the disks again.
+                ts = int(info.get("last_timestamp_ns", 0) or 0)
+                await asyncio.to_thread(g.renumber, acked, ts, epoch)
+            else:
+                g.state.epoch = epoch
+                await asyncio.to_thread(g.spool.save_state)
+        if acked > g.spool.last_seq:
+            await self._backoff(stop, ALARM_INCARNATION, _ahead(acked, g.spool.last_seq))
+            return False
+        g.alarms.pop(ALARM_INCARNATION, None)
+        return True
 
     async def ship_once(self, client: httpx.AsyncClient, stop: asyncio.Event) -> bool:
         """Keep up to ``bodies_in_flight`` bodies on the wire from acked_through + 1, then settle
@@ -288,6 +354,13 @@ class Shipper:
             await self._drop_inflight()  # the bodies behind it continue it: they cannot land either
         if resp.status_code == 200:
             acked = int(resp.json()["acked_through"])
+            if acked > g.spool.last_seq:
+                # Ingest holds sequences this spool never numbered: it is deduplicating us
+                # against another spool's journal. Trimming now would lose these records.
+                await self._drop_inflight()
+                await self._backoff(stop, ALARM_INCARNATION, _ahead(acked, g.spool.last_seq))
+                return True
+            g.alarms.pop(ALARM_INCARNATION, None)
             self.shipped_bytes += sent.size
             self.shipped_batches += 1
             self._ok()
@@ -298,6 +371,10 @@ class Shipper:
             if self._bridge is not None and acked >= self._bridge[1]:
                 self._bridge = None  # bridged; the resync goes on in agent.sync
             self._persist_soon()
+            return True
+        if resp.status_code == 409 and _reason(resp) == "incarnation":
+            await self._backoff(stop, ALARM_INCARNATION, f"ingest refused this spool: {_detail(resp)}; "
+                                                         "writes keep spooling, nothing is trimmed")
             return True
         if resp.status_code == 409:
             return await self._resend_from(resp, stop)

@@ -47,6 +47,7 @@ from agent import state as state_mod
 from agent.errors import SpoolError
 from shared import frames
 from shared.frames import HEADER_SIZE, FrameError, Record, decode_batch
+from shared.incarnation import new_incarnation
 
 _LEN = struct.Struct("<I")
 _SEQ_TS = struct.Struct("<QQ")
@@ -155,6 +156,11 @@ class Spool:
         self._save_lock = threading.Lock()  # orders state saves without blocking appends
         self._saved_acked = -1  # acked_through as last written to the state file
         self._recover()
+        if not self.state.incarnation:
+            # A new spool (or one from before incarnations): named once, durably, before any
+            # record of it can reach ingest, so a restart never renames it.
+            self.state.incarnation = new_incarnation()
+            self.save_state()
 
     # -- opening -------------------------------------------------------------
     def _recover(self) -> None:
@@ -470,6 +476,35 @@ class Spool:
                 snapshot = replace(self.state, bookmarks=list(self.state.bookmarks))
             state_mod.save(self.state_path, snapshot)
             self._saved_acked = snapshot.acked_through
+
+    def renumber(self, after: int, ts: int, epoch: int) -> None:
+        """Re-protection (agent.shipper): drop every record, number the next one ``after + 1``.
+
+        ``after`` is ingest's acked_through for the group, so the journal stays one gap-free
+        sequence; the records dropped were never acknowledged and the initial sync that follows
+        copies the disks they changed. Segments go before the state is saved: a crash in between
+        leaves a state that registers again and renumbers again (same epoch check).
+        """
+        with self._save_lock, self._lock:
+            if self._wfd >= 0:
+                os.close(self._wfd)
+                self._wfd = -1
+            for fd in self._pending_sync:
+                os.close(fd)
+            self._pending_sync, self._unsynced = [], False
+            for seg in self._segments:
+                seg.close()
+                seg.path.unlink(missing_ok=True)
+            self._segments = []
+            self._tail.clear()
+            self._tail_size = 0
+            _fsync_dir(self.dir)
+            st = self.state
+            st.last_seq = st.acked_through = after
+            st.last_ts = max(st.last_ts, ts)
+            st.epoch, st.initial_sync_complete, st.bookmarks = epoch, False, []
+            state_mod.save(self.state_path, replace(st, bookmarks=[]))
+            self._saved_acked = after
 
     # -- figures -------------------------------------------------------------
     def disk_bytes(self) -> int:

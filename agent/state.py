@@ -3,7 +3,9 @@
 Holds ``acked_through`` (highest sequence ingest acknowledged), the last
 sequence/timestamp handed out (so numbering survives an emptied spool) and
 the group's lifecycle flags (registered, initial sync done, overflow) plus
-the bookmark names already used.
+the bookmark names already used, and the spool's incarnation (a random id
+made when the spool is created, shared.incarnation) with the epoch ingest
+last registered it under.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ class GroupState:
     # completes: a restart in between must not mark the start again later than where it was.
     resync_marked: bool = False
     bookmarks: list[str] = field(default_factory=list)
+    # Which spool this is: sent at registration and with every batch, so an emptied spool
+    # (numbering from 1 again) is never taken for the one ingest knows. "" until Spool sets it.
+    incarnation: str = ""
+    epoch: int = 0  # ingest's epoch for this incarnation at the last registration (0: none yet)
 
 
 def load(path: Path) -> GroupState:

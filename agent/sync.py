@@ -70,16 +70,19 @@ class Syncer:
             return True
         if g.state.initial_sync_complete or not g.registered.is_set():
             return False
+        gen = g.sync_generation  # a re-protection (Group.renumber) in between restarts the sync
         for vol in sorted(g.disks):
             done = g.sync_progress[vol]
             if done < g.disks[vol].size:
                 n = g.copy_region(vol, done, ZERO_SPAN)
-                g.sync_progress[vol] = done + n
+                g.advance_sync(vol, gen, done + n)
                 return n > 0
         try:
-            seq, _ = g.bookmark(INITIAL_SYNC_BOOKMARK, internal=True)
+            seq, _ = g.bookmark(INITIAL_SYNC_BOOKMARK, internal=True, generation=gen)
         except BookmarkError:
-            return True  # the spool overflowed meanwhile: the next steps resync, then complete the sync
+            # re-protected meanwhile (the copy starts again at offset 0), or the spool
+            # overflowed meanwhile (the next steps resync, then complete the sync)
+            return True
         g.alarms.pop("sync_failed", None)
         log.info("group %s: initial sync complete at sequence %d", g.name, seq)
         return True

@@ -8,7 +8,7 @@ import logging
 
 from fastapi import FastAPI
 
-from services.ingest.api.errors import GapHTTPException, gap_handler
+from services.ingest.api.errors import GapHTTPException, IncarnationHTTPException, gap_handler, incarnation_handler
 from services.ingest.api.routes import batches, groups, health
 from services.ingest.bus import ControlLog, WritesLog
 from services.ingest.config import IngestSettings
@@ -91,6 +91,7 @@ def create_app(settings: IngestSettings | None = None, *, writes: WritesLog | No
     app = FastAPI(title="Dialback ingest", version="1", lifespan=lifespan)
     app.state.settings, app.state.service, app.state.auth = settings, service, auth
     app.add_exception_handler(GapHTTPException, gap_handler)
+    app.add_exception_handler(IncarnationHTTPException, incarnation_handler)
     for r in (health.router, groups.router, batches.router):
         app.include_router(r)
     return app

@@ -85,3 +85,18 @@ class TransportMisconfigured(IngestError):
     """Ingest cannot unwrap a transport key: the operator's master key is wrong."""
 
     reason = "key_config"
+
+
+class IncarnationConflict(IngestError):
+    """A registration or batch from a spool (incarnation) that does not protect the group now.
+
+    Answered 409 with ``reason`` "incarnation" (never with ``expected``: an agent must not
+    take it as "ingest already holds these sequences").
+    """
+
+    reason = "incarnation"
+
+    def __init__(self, message: str, *, epoch: int, acked_through: int, records: int = 0) -> None:
+        super().__init__(message, records=records)
+        self.epoch = epoch
+        self.acked_through = acked_through

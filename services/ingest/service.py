@@ -29,6 +29,7 @@ from services.ingest.batches import BodyPlan, plan_body, plan_single
 from services.ingest.bus import BusUnavailable, ControlLog, WritesLog
 from services.ingest.config import DEFAULT_MAX_VOLUME_BYTES
 from services.ingest.errors import GroupConflict, IngestUnavailable, InvalidRegistration, SequenceGap, UnknownGroup
+from services.ingest.incarnation import check_batch, on_register, parse_registration
 from services.ingest.metrics import IngestMetrics
 from services.ingest.state import GroupState, TenantState, acked_event, registered_event
 from services.ingest.transport import TransportKeys, open_body
@@ -137,28 +138,51 @@ class IngestService:
             raise UnknownGroup(f"group {group!r} not found; register it with PUT /v1/groups/{group}")
         return gs
 
-    async def register_group(self, tenant: str, group: str, volumes: object) -> tuple[GroupState, bool]:
-        """Register (idempotent). Returns (state, created)."""
+    async def register_group(self, tenant: str, group: str, volumes: object, incarnation: object = None,
+                             reprotect: object = False) -> tuple[GroupState, bool]:
+        """Register (idempotent). Returns (state, created).
+
+        ``incarnation``: the registering spool's (services.ingest.incarnation); another one than
+        the group's is refused unless ``reprotect``, which starts a new epoch after acked_through.
+        """
         if check_group_id(group) is None:
             raise InvalidRegistration(f"group id {group!r} is invalid: use 1-64 characters A-Z a-z 0-9 . _ -")
         wanted = parse_volumes(volumes, self.max_volume_bytes)
+        incarnation, reprotect = parse_registration(incarnation, reprotect)
         st = await self.tenant(tenant)
         async with self._tenant_locks.setdefault(tenant, asyncio.Lock()):
             old = st.groups.get(group)
             if old is not None:
-                if old.volumes == wanted:
-                    return old, False
-                raise GroupConflict(
-                    f"group {group!r} is already registered with volumes {old.volumes_list()}; "
-                    "a group's volumes cannot change - register a new group"
-                )
+                if old.volumes != wanted:
+                    raise GroupConflict(
+                        f"group {group!r} is already registered with volumes {old.volumes_list()}; "
+                        "a group's volumes cannot change - register a new group"
+                    )
+                return await self._register_again(tenant, st, group, incarnation, reprotect), False
             for v in wanted:
                 if v in st.volume_owner:
                     raise GroupConflict(f"volume {v!r} already belongs to group {st.volume_owner[v]!r}")
-            new = GroupState(group, wanted)
+            new = GroupState(group, wanted, incarnation=incarnation, epoch=1 if incarnation else 0)
             await self._append_control(tenant, new, registered_event(new))
             st.put(new)
             return new, True
+
+    async def _register_again(self, tenant: str, st: TenantState, group: str, incarnation: str | None,
+                              reprotect: bool) -> GroupState:
+        """A known group registered again: the same spool, an adopted one, a new epoch or a refusal."""
+        # Under the group's lock: a batch of the old spool in flight must land (or not) before
+        # the new epoch's first sequence is fixed from acked_through.
+        async with self._group_locks.setdefault((tenant, group), asyncio.Lock()):
+            gs = st.groups[group]
+            change = on_register(gs, incarnation, reprotect)
+            if change is None:
+                return gs
+            new, event = change
+            await self._append_control(tenant, new, event)
+            st.put(new)
+        log.warning("tenant %s group %s: %s spool %s, epoch %d from sequence %d (was spool %s)", tenant, group,
+                    event["type"], incarnation, new.epoch, new.epoch_first_seq, gs.incarnation)
+        return new
 
     # -- batches -------------------------------------------------------------
 
@@ -188,31 +212,34 @@ class IngestService:
         return self._acked[key]
 
     async def accept_batch(self, tenant: str, group: str, body: bytes, sealed: bool = False,
-                           multi: bool = False) -> tuple[int, BodyPlan]:
+                           multi: bool = False, incarnation: str | None = None) -> tuple[int, BodyPlan]:
         """Open (if sealed), validate, produce and acknowledge one body; returns (acked_through, plan).
 
         ``multi``: the body holds several batches (shared.bodies); each is produced as its own
         message, all in one wait, then ONE control event acknowledges the whole body.
+        ``incarnation``: the sending spool's; it must be the group's (checked again under the lock).
         """
-        await self.get_group(tenant, group)
+        check_batch(await self.get_group(tenant, group), incarnation)
         # Opening needs no group state: outside the lock; a refusal produces nothing.
         body, sealed_range = await asyncio.to_thread(open_body, self.keys, tenant, group, body, sealed)
         # A client that disconnects must not cut the work short between the
         # writes produce and the control append, nor release the group's lock
         # while a produce is still running in its thread: run it as its own task.
-        task = asyncio.ensure_future(self._accept_locked(tenant, group, body, sealed_range, multi))
+        task = asyncio.ensure_future(self._accept_locked(tenant, group, body, sealed_range, multi, incarnation))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         return await asyncio.shield(task)
 
     async def _accept_locked(self, tenant: str, group: str, body: bytes,
-                             sealed_range: tuple[int, int] | None, multi: bool) -> tuple[int, BodyPlan]:
+                             sealed_range: tuple[int, int] | None, multi: bool,
+                             incarnation: str | None = None) -> tuple[int, BodyPlan]:
         st = self._tenants[tenant]
         acked = self._condition(tenant, group)
         deadline = time.monotonic() + self.reorder_wait_s
         async with acked:
             while True:
                 gs = st.groups[group]  # re-read under the lock: a previous batch may have advanced it
+                check_batch(gs, incarnation)  # or a re-protection given the group to another spool
                 try:
                     plan = await asyncio.to_thread(plan_body if multi else plan_single, body, gs, sealed_range)
                     break

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 GROUP_REGISTERED = "GroupRegistered"
 BATCH_ACKED = "BatchAcked"
+GROUP_REPROTECTED = "GroupReprotected"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,12 @@ class GroupState:
     acked_through: int = 0
     last_timestamp_ns: int = 0
     broken: int | None = None  # retention lacks this sequence: resend from it (None: journal whole)
+    # The spool the group's sequences come from (None: registered without one, by a tool or
+    # before incarnations existed), the epoch it protects (0 without an incarnation, 1 for the
+    # first spool, +1 per re-protection) and the first sequence of that epoch.
+    incarnation: str | None = None
+    epoch: int = 0
+    epoch_first_seq: int = 1
 
     def volumes_list(self) -> list[dict]:
         return [{"volume": v, "size": s} for v, s in self.volumes.items()]
@@ -46,8 +53,21 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+def _epoch(state: GroupState) -> dict:
+    return {"incarnation": state.incarnation, "epoch": state.epoch, "epoch_first_seq": state.epoch_first_seq}
+
+
 def registered_event(state: GroupState) -> dict:
-    return {"type": GROUP_REGISTERED, "group": state.group, "volumes": state.volumes_list(), "time": _now()}
+    return {"type": GROUP_REGISTERED, "group": state.group, "volumes": state.volumes_list(), **_epoch(state),
+            "time": _now()}
+
+
+def reprotected_event(state: GroupState, previous: str | None) -> dict:
+    """A new epoch: the group is protected by the spool ``state.incarnation`` from
+    ``state.epoch_first_seq`` on (an initial sync first), no longer by ``previous``."""
+    return {"type": GROUP_REPROTECTED, "group": state.group, "volumes": state.volumes_list(),
+            "acked_through": state.acked_through, "last_timestamp_ns": state.last_timestamp_ns,
+            **_epoch(state), "previous_incarnation": previous, "time": _now()}
 
 
 def acked_event(state: GroupState) -> dict:
@@ -58,9 +78,22 @@ def acked_event(state: GroupState) -> dict:
         # Not required by data-path.md; carried so one surviving event rebuilds the group.
         "volumes": state.volumes_list(),
         "last_timestamp_ns": state.last_timestamp_ns,
+        **_epoch(state),
         "time": _now(),
         **({"broken": state.broken} if state.broken is not None else {}),
     }
+
+
+def _epoch_of(event: dict, old: GroupState | None) -> tuple[str | None, int, int]:
+    """(incarnation, epoch, epoch_first_seq) after ``event``: its own when it carries them and
+    does not go back to an older epoch, else the group's so far (events from before incarnations)."""
+    kept = (old.incarnation, old.epoch, old.epoch_first_seq) if old else (None, 0, 1)
+    if "epoch" not in event:
+        return kept
+    inc, epoch, first = event["incarnation"], int(event["epoch"]), int(event["epoch_first_seq"])
+    if inc is not None and not isinstance(inc, str):
+        raise TypeError(f"incarnation {inc!r} is not a string")
+    return kept if epoch < kept[1] else (inc, epoch, first)
 
 
 @dataclass
@@ -89,10 +122,14 @@ class TenantState:
             acked = old.acked_through if old else 0
             last_ts = old.last_timestamp_ns if old else 0
             broken = old.broken if old else None
+            incarnation, epoch, epoch_first = _epoch_of(event, old)
             if kind == BATCH_ACKED:
                 if broken is None or event.get("broken") == broken:
                     acked = max(acked, int(event["acked_through"]))
                     last_ts = max(last_ts, int(event.get("last_timestamp_ns", 0)))
+            elif kind == GROUP_REPROTECTED:
+                acked = max(acked, int(event["acked_through"]))
+                last_ts = max(last_ts, int(event.get("last_timestamp_ns", 0)))
             elif kind == GROUP_BROKEN:
                 broken = int(event["expected"])
                 if acked >= broken:
@@ -107,7 +144,8 @@ class TenantState:
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             log.error("damaged control event %r ignored: %r", event, err)
             return
-        self.put(GroupState(group, volumes, acked, last_ts, broken))
+        self.put(GroupState(group, volumes, acked, last_ts, broken=broken, incarnation=incarnation, epoch=epoch,
+                            epoch_first_seq=epoch_first))
 
     @classmethod
     def replay(cls, events: list[dict]) -> "TenantState":

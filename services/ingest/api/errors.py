@@ -35,9 +35,24 @@ async def gap_handler(_request: Request, exc: GapHTTPException) -> JSONResponse:
     return JSONResponse({"detail": exc.detail, "expected": exc.expected}, status_code=exc.status_code)
 
 
+class IncarnationHTTPException(HTTPException):
+    """409 whose body says ``reason`` "incarnation" with the group's epoch and acked_through."""
+
+    def __init__(self, detail: str, epoch: int, acked_through: int) -> None:
+        super().__init__(status.HTTP_409_CONFLICT, detail=detail)
+        self.epoch, self.acked_through = epoch, acked_through
+
+
+async def incarnation_handler(_request: Request, exc: IncarnationHTTPException) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail, "reason": e.IncarnationConflict.reason, "epoch": exc.epoch,
+                         "acked_through": exc.acked_through}, status_code=exc.status_code)
+
+
 def http_error(err: e.IngestError, retry_after: int) -> HTTPException:
     if isinstance(err, e.SequenceGap):
         return GapHTTPException(str(err), err.expected)
+    if isinstance(err, e.IncarnationConflict):
+        return IncarnationHTTPException(str(err), err.epoch, err.acked_through)
     code = STATUS.get(type(err), status.HTTP_500_INTERNAL_SERVER_ERROR)
     if code == status.HTTP_503_SERVICE_UNAVAILABLE:
         return HTTPException(code, detail=f"{err}; nothing was acknowledged, retry later",

@@ -12,6 +12,7 @@ from services.ingest.metrics import ACCEPTED, DUPLICATE, REJECTED
 from shared.bodies import BATCHES_CONTENT_TYPE, SEALED_BATCHES_CONTENT_TYPE, max_body_bytes
 from shared.crypto.transport import OVERHEAD, SEALED_CONTENT_TYPE
 from shared.frames import MAX_BATCH_BYTES
+from shared.incarnation import HEADER as INCARNATION_HEADER
 
 router = APIRouter(prefix="/v1/groups", tags=["batches"])
 
@@ -38,7 +39,8 @@ async def post_batch(group: str, request: Request, tenant: CurrentTenant, servic
         with service.arriving(tenant, group):
             body = await read_limited(request, limit)
             nbytes = len(body)
-            acked, plan = await service.accept_batch(tenant, group, body, sealed, multi)
+            acked, plan = await service.accept_batch(tenant, group, body, sealed, multi,
+                                                     request.headers.get(INCARNATION_HEADER))
     except IngestError as err:
         metrics.batch(REJECTED, err.reason, nbytes, err.records)
         raise http_error(err, settings.retry_after_s) from err
