@@ -43,7 +43,7 @@ class FaultRecord:
     t_inject: float
     t_heal: float = 0.0
     sequence_at_heal: int | None = None
-    recover_seconds: float | None = None  # None: not recovered within the wait
+    recover_seconds: float | None = None  # heal started → sequence_at_heal recoverable; None: not within the wait
     error: str | None = None
 
     @property
@@ -104,16 +104,16 @@ class Injector:
             inject()
             time.sleep(self._hold(kind))
         finally:
+            rec.t_heal = time.monotonic()  # the repair starts: a restart's own time counts as recovery
             try:
                 heal()
             except Exception as err:  # noqa: BLE001 - a fault that cannot be healed is a finding, recorded
                 rec.error = f"heal failed: {err}"
-            rec.t_heal = time.monotonic()
         self._measure_recovery(rec)
         return rec
 
     def _measure_recovery(self, rec: FaultRecord) -> None:
-        """Until the sequence the agent had reached at the heal is recoverable (``recover_timeout``)."""
+        """Until the sequence the agent had reached once healed is recoverable (``recover_timeout``)."""
         deadline = rec.t_heal + self.recover_timeout
         while rec.sequence_at_heal is None and time.monotonic() < deadline:
             try:
