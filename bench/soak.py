@@ -28,12 +28,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from bench.soaklib import verify
-from bench.soaklib.faults import KINDS, Injector, schedule
+from bench.soaklib.faults import KINDS, OVERFLOW_KINDS, Injector, schedule
 from bench.soaklib.stack import SoakStack
 from bench.soaklib.writer import Writer
 from deploy.local.pipeline import Pipeline, sha256_file
 
 GROUP, VOLUME = "soak", "d0"
+SPOOL_LIMIT_OVERFLOW = 2 << 20  # bytes: ~6 s of writes at the default rate
 
 
 def _pct(values: list[float], p: float) -> float | None:
@@ -60,7 +61,11 @@ class RpoSampler(threading.Thread):
 
 def run(minutes: float, seed: int, kinds: list[str], rate: float, disk_mib: int = 16,
         checkpoint_seconds: float = 4.0, gap: tuple[float, float] = (1.0, 5.0), echo=print) -> dict:
-    """One soak; returns the figures (see docs/soak.md for each field)."""
+    """One soak; returns the figures (see docs/soak.md for each field).
+
+    With an overflow fault among ``kinds`` the agent's spool limit is SPOOL_LIMIT_OVERFLOW, so
+    the other faults' longer stalls may overflow it as well (more resyncs, never fewer checks).
+    """
     rng = random.Random(seed)
     work = Path(tempfile.mkdtemp(prefix="dialback-soak-"))
     stack = SoakStack(work / "servers")
@@ -75,7 +80,9 @@ def run(minutes: float, seed: int, kinds: list[str], rate: float, disk_mib: int 
         disk = work / "d0.img"
         initial = random.Random(f"{seed}-disk").randbytes(disk_mib << 20)  # the initial sync must carry it
         disk.write_bytes(initial)
-        agent = pipeline.start_agent(GROUP, {VOLUME: disk}, extra={"DIALBACK_AGENT_INGEST": stack.agent_ingest_url})
+        spool_limit = SPOOL_LIMIT_OVERFLOW if set(kinds) & set(OVERFLOW_KINDS) else None
+        agent = pipeline.start_agent(GROUP, {VOLUME: disk}, spool_limit=spool_limit,
+                                     extra={"DIALBACK_AGENT_INGEST": stack.agent_ingest_url})
         agent.wait_shipped(timeout=300)
 
         writer = Writer(agent.nbd_port, VOLUME, agent.control_url, GROUP, bytearray(initial), f"soak-{seed}",

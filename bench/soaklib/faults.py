@@ -11,6 +11,14 @@ Network faults are toxiproxy toxics on one link (stack.LINKS), chosen in turn:
 - ``net_timeout``: client→server bytes stop; the connection is closed after 1.5 s
 - ``net_half_open``: server→client bytes are swallowed and the connection is never
   closed: requests arrive and are acted on, their replies never come back
+
+``spool_overflow`` cuts agent→ingest (the proxy disabled) until the agent's spool
+overflows (the harness then runs the agent with a small spool limit), so the
+overflow → dirty tracking → resync path runs under writes; bookmarks are refused
+until the resync completes, checkpoints after it must be exact.
+``overflow_agent_kill`` does the same and kill -9s the agent while it is in
+overflow (its dirty bitmap is in memory only: the restart must resync all).
+Its recovery time runs until the resync is complete and recoverable.
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ from bench.soaklib.stack import LINKS
 
 PROCESS_KINDS = ("kill_ingest", "kill_retention", "kill_recovery", "kill_agent", "kafka_restart", "minio_restart")
 NET_KINDS = ("net_latency", "net_bandwidth", "net_reset", "net_timeout", "net_half_open")
-KINDS = PROCESS_KINDS + NET_KINDS
+OVERFLOW_KINDS = ("spool_overflow", "overflow_agent_kill")
+KINDS = PROCESS_KINDS + NET_KINDS + OVERFLOW_KINDS
+OVERFLOW_WAIT = 90.0  # seconds the link stays cut at most, waiting for the overflow
 
 _TOXICS = {  # kind -> [(stream, toxiproxy type, attributes)]
     "net_latency": [("downstream", "latency", {"latency": 300, "jitter": 200}),
@@ -96,13 +106,36 @@ class Injector:
 
         return link, inject, lambda: proxy.clear(link)
 
+    def _hold_overflow(self, rec: FaultRecord) -> None:
+        deadline = time.monotonic() + OVERFLOW_WAIT
+        while time.monotonic() < deadline:
+            try:
+                if self.agent.group_status()["overflow"]:
+                    time.sleep(self.rng.uniform(0.5, 3.0))  # writes keep landing as dirty regions only
+                    if rec.kind == "overflow_agent_kill":
+                        self.agent.managed.kill()
+                        time.sleep(self.rng.uniform(0.5, 2.0))
+                        self.agent.managed.start(timeout=120)
+                    return
+            except Exception:  # noqa: BLE001 - a status poll that fails is retried
+                pass
+            time.sleep(0.3)
+        rec.error = f"the spool did not overflow within {OVERFLOW_WAIT:.0f}s"
+
     def run_one(self, kind: str) -> FaultRecord:
-        target, inject, heal = (self._net_fault if kind in NET_KINDS else self._process_fault)(kind)
+        if kind in OVERFLOW_KINDS:
+            target, inject, heal = "ingest", lambda: self.stack.proxy.set_enabled("ingest", False), \
+                lambda: self.stack.proxy.clear("ingest")
+        else:
+            target, inject, heal = (self._net_fault if kind in NET_KINDS else self._process_fault)(kind)
         rec = FaultRecord(kind, target, time.monotonic())
         self.records.append(rec)
         try:
             inject()
-            time.sleep(self._hold(kind))
+            if kind in OVERFLOW_KINDS:
+                self._hold_overflow(rec)
+            else:
+                time.sleep(self._hold(kind))
         finally:
             rec.t_heal = time.monotonic()  # the repair starts: a restart's own time counts as recovery
             try:
@@ -117,9 +150,13 @@ class Injector:
         deadline = rec.t_heal + self.recover_timeout
         while rec.sequence_at_heal is None and time.monotonic() < deadline:
             try:
-                rec.sequence_at_heal = int(self.agent.group_status()["last_sequence"])
+                g = self.agent.group_status()
+                if rec.kind not in OVERFLOW_KINDS or not (g["overflow"] or g["resync_pending"]):
+                    rec.sequence_at_heal = int(g["last_sequence"])
+                    continue
             except Exception:  # noqa: BLE001 - the agent may still be starting
-                time.sleep(0.2)
+                pass
+            time.sleep(0.2)
         while rec.sequence_at_heal is not None and time.monotonic() < deadline:
             try:
                 latest = self.pipeline.points(self.group)["latest"]

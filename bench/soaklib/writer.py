@@ -130,11 +130,13 @@ class Writer(threading.Thread):
         try:
             if self._client is not None:
                 self._client.flush()
+        except (OSError, NbdClientError):
+            self._drop()  # the next operation reconnects
+        try:
             r = self._http.post(f"{self.control_url}/v1/bookmarks", json={"group": self.group, "name": name})
             r.raise_for_status()
             seq = int(r.json()["sequence"])
-        except (OSError, NbdClientError, httpx.HTTPError, KeyError, ValueError):
-            self._drop()
+        except (httpx.HTTPError, KeyError, ValueError):  # agent down, or refused (sync, overflow, resync)
             self.bookmark_failures += 1
             return None
         cp = Checkpoint(name, seq, hashlib.sha256(self.model).hexdigest(), len(self.ops), time.monotonic())
