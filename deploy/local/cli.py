@@ -38,7 +38,7 @@ def up(with_openstack: bool = typer.Option(False, "--with-openstack", help="also
 
 @stack_app.command()
 def provision() -> None:
-    """Download/build Kafka and MinIO into the cache (idempotent; nothing is started)."""
+    """Download/build Kafka, MinIO and toxiproxy into the cache (idempotent; nothing is started)."""
     try:
         Stack.default().provision(echo=lambda m: console.print(f"[cyan]{m}[/]"))
     except StartError as err:

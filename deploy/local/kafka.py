@@ -67,8 +67,12 @@ def provision(cache: Path, echo=print) -> Path:
 
 
 def server(cache: Path, data_dir: Path, port: int, controller_port: int, heap: str = "512m",
-           memory_limit: int | None = None) -> Managed:
+           memory_limit: int | None = None, advertised_port: int | None = None) -> Managed:
     """A Managed KRaft broker+controller; call ``.start()``. Formats storage once.
+
+    ``advertised_port``: the port clients are told to connect to (default ``port``); the soak
+    harness points it at a TCP fault proxy in front of the broker, so every client connection
+    after the bootstrap goes through the proxy.
 
     ``memory_limit`` caps the broker's heap, native memory and page cache together (deploy.local.memcap).
     """
@@ -81,7 +85,7 @@ def server(cache: Path, data_dir: Path, port: int, controller_port: int, heap: s
         "node.id=1",
         f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
         f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{advertised_port or port}",
         "controller.listener.names=CONTROLLER",
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         f"log.dirs={data_dir / 'logs'}",

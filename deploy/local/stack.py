@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local import kafka, minio
+from deploy.local import kafka, minio, toxiproxy
 from deploy.local.process import Managed, StartError, port_open
 from shared.config import default_cache, default_home
 from shared.crypto.keyring import ensure_master_key
@@ -79,6 +79,7 @@ class Stack:
     def provision(self, echo=print) -> None:
         kafka.provision(self.cache, echo)
         minio.provision(self.cache, echo)
+        toxiproxy.provision(self.cache, echo)  # not started by `up`: the soak harness (bench/soak) runs its own
 
     def up(self, echo=print) -> dict[str, str]:
         self.provision(echo)
