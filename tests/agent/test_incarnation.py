@@ -79,16 +79,33 @@ def test_acked_through_above_anything_sent_alarms_and_keeps_the_spool(tmp_path):
 
     def handler(req: httpx.Request) -> httpx.Response:
         seen.append(req.headers.get("x-dialback-incarnation"))
-        if req.method == "PUT":
-            return httpx.Response(200, json={"group": "grp", "acked_through": 100})
+        if req.method == "PUT":  # an answer without acked_through: the batch's answer must catch it
+            return httpx.Response(200, json={"group": "grp"})
         return httpx.Response(200, json={"acked_through": 100})
 
     _ship(g, handler)
+    assert len(seen) > 1, "batches were sent"
     assert ALARM_INCARNATION in g.alarms, g.alarms  # before the fix: acked 8, records trimmed
     assert "100" in g.alarms[ALARM_INCARNATION]
     assert g.state.acked_through == 0
     assert _segments(tmp_path / "spool") == segs
-    assert all(h == g.state.incarnation for h in seen[1:]), "every batch carries the incarnation"
+    assert all(h == g.state.incarnation for h in seen), "registration and every batch carry the incarnation"
+
+
+def test_acked_through_above_anything_numbered_at_registration_alarms_too(tmp_path):
+    g = _filled(tmp_path)
+    segs = _segments(tmp_path / "spool")
+    posts = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.method == "PUT":
+            return httpx.Response(200, json={"group": "grp", "acked_through": 100})
+        posts.append(req)
+        return httpx.Response(200, json={"acked_through": 100})
+
+    _ship(g, handler)
+    assert ALARM_INCARNATION in g.alarms and not posts, "nothing is shipped to an ingest ahead of the spool"
+    assert g.state.acked_through == 0 and _segments(tmp_path / "spool") == segs
 
 
 def test_a_409_incarnation_on_a_batch_alarms_and_keeps_the_spool(tmp_path):
