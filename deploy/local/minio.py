@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import urllib3
 
 from deploy.local import minio_layout
-from deploy.local.process import Managed, StartError
-from deploy.local.tools import need
+from deploy.local.process import Managed
+from deploy.local.tools import go_build
 
 # A pinned commit of github.com/minio/minio (the module proxy's pseudo-version).
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
@@ -29,15 +28,7 @@ def provision(cache: Path, echo=print) -> Path:
     out = binary(cache)
     if out.exists():
         return out
-    go = need("go")
-    echo(f"building MinIO {MINIO_VERSION} with go install into {out.parent} (once, a few minutes)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOBIN": str(out.parent), "CGO_ENABLED": "0"}
-    proc = subprocess.run([go, "install", f"github.com/minio/minio@{MINIO_VERSION}"], env=env,
-                          capture_output=True, text=True)
-    if proc.returncode != 0 or not out.exists():
-        raise StartError(f"go install of MinIO failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return out
+    return go_build("MinIO", "github.com/minio/minio", MINIO_VERSION, out, echo=echo, note="once, a few minutes")
 
 
 def strict_s3() -> bool:

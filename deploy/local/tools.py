@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+from pathlib import Path
 
 from deploy.local.process import StartError
 
@@ -18,3 +21,22 @@ def need(tool: str) -> str:
     if not path:
         raise StartError(f"`{tool}` is not on PATH. {_HINTS.get(tool, '')}".strip())
     return path
+
+
+def go_build(what: str, package: str, version: str, out: Path, built_name: str | None = None,
+             echo=print, note: str = "once") -> Path:
+    """``go install package@version`` into ``out``'s folder (the Go module proxy, cached); returns ``out``.
+
+    ``built_name``: the file go names the binary when it differs from ``out.name`` (renamed to it).
+    """
+    go = need("go")
+    echo(f"building {what} {version} with go install into {out.parent} ({note})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GOBIN": str(out.parent), "CGO_ENABLED": "0"}
+    proc = subprocess.run([go, "install", f"{package}@{version}"], env=env, capture_output=True, text=True)
+    built = out.parent / (built_name or out.name)
+    if proc.returncode != 0 or not built.exists():
+        raise StartError(f"go install of {what} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    if built != out:
+        built.rename(out)
+    return out

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import httpx
 
 from deploy.local.process import Managed, StartError
-from deploy.local.tools import need
+from deploy.local.tools import go_build
 
 # A release of github.com/Shopify/toxiproxy/v2 the Go module proxy serves (`go list -m -versions`).
 TOXIPROXY_VERSION = "v2.5.0"
@@ -34,16 +33,8 @@ def provision(cache: Path, echo=print) -> Path:
     out = binary(cache)
     if out.exists():
         return out
-    go = need("go")
-    echo(f"building toxiproxy {TOXIPROXY_VERSION} with go install into {out.parent} (once, under a minute)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "GOBIN": str(out.parent), "CGO_ENABLED": "0"}
-    proc = subprocess.run([go, "install", f"{_PACKAGE}@{TOXIPROXY_VERSION}"], env=env, capture_output=True, text=True)
-    built = out.parent / "server"
-    if proc.returncode != 0 or not built.exists():
-        raise StartError(f"go install of toxiproxy failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    built.rename(out)
-    return out
+    return go_build("toxiproxy", _PACKAGE, TOXIPROXY_VERSION, out, built_name="server", echo=echo,
+                    note="once, under a minute")
 
 
 def server(cache: Path, run_dir: Path, port: int) -> Managed:
