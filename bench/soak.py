@@ -60,7 +60,8 @@ class RpoSampler(threading.Thread):
 
 
 def run(minutes: float, seed: int, kinds: list[str], rate: float, disk_mib: int = 16,
-        checkpoint_seconds: float = 4.0, gap: tuple[float, float] = (1.0, 5.0), echo=print) -> dict:
+        checkpoint_seconds: float = 4.0, gap: tuple[float, float] = (1.0, 5.0), echo=print,
+        min_faults: int = 0) -> dict:
     """One soak; returns the figures (see docs/soak.md for each field).
 
     With an overflow fault among ``kinds`` the agent's spool limit is SPOOL_LIMIT_OVERFLOW, so
@@ -94,7 +95,7 @@ def run(minutes: float, seed: int, kinds: list[str], rate: float, disk_mib: int 
         sampler.start()
         time.sleep(min(checkpoint_seconds * 1.5, 6))  # a checkpoint before the first fault
         echo(f"soak: writing at {rate:g} ops/s; faults: {', '.join(kinds)}")
-        for kind in schedule(kinds, rng, t0 + minutes * 60):
+        for kind in schedule(kinds, rng, t0 + minutes * 60, min_faults):
             if writer.error is not None:
                 break
             rec = injector.run_one(kind)
@@ -150,6 +151,8 @@ def _figures(minutes, seed, rate, writer, injector, sampler, v, t0, t_faults_end
     return {
         "bench": "soak",
         "minutes": minutes, "seed": seed, "rate_ops_per_s": rate,
+        "fault_schedule_seconds": round(t_faults_end - t0, 1),
+        "faults_total": len(injector.records),
         "faults_injected": dict(Counter(f.kind for f in injector.records)),
         "faults_unrecovered": [f.as_dict(t0) for f in injector.records if f.recover_seconds is None or f.error],
         "writes_acknowledged": len(writer.ops),
@@ -182,15 +185,24 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=20.0, help="write operations per second through the tap")
     ap.add_argument("--disk-mib", type=int, default=16)
     ap.add_argument("--checkpoint-seconds", type=float, default=4.0)
+    ap.add_argument("--gap", default="1,5", help="MIN,MAX seconds of quiet between two faults (default 1,5)")
+    ap.add_argument("--min-faults", type=int, default=0,
+                    help="keep the schedule going past --minutes until this many faults were injected")
     args = ap.parse_args()
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()]
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown or not kinds:
         ap.error(f"unknown fault kinds {unknown}; choose from {', '.join(KINDS)}")
+    try:
+        gap = tuple(float(x) for x in args.gap.split(","))
+    except ValueError:
+        gap = ()
+    if len(gap) != 2 or not 0 <= gap[0] <= gap[1]:
+        ap.error("--gap takes MIN,MAX seconds with 0 <= MIN <= MAX, for example 0.5,2")
     if not (0 < args.rate <= 500 and 1 <= args.disk_mib <= 1024 and args.checkpoint_seconds >= 0.5 and args.minutes >= 0):
         ap.error("--rate 0..500, --disk-mib 1..1024, --checkpoint-seconds >= 0.5, --minutes >= 0")
-    figures = run(args.minutes, args.seed, kinds, args.rate, args.disk_mib, args.checkpoint_seconds,
-                  echo=lambda m: print(m, file=sys.stderr, flush=True))
+    figures = run(args.minutes, args.seed, kinds, args.rate, args.disk_mib, args.checkpoint_seconds, gap,
+                  echo=lambda m: print(m, file=sys.stderr, flush=True), min_faults=args.min_faults)
     print(json.dumps(figures, indent=2))
     bad = figures["writes_lost"] or figures["duplicated"] or figures["not_exact"] or figures["journal_gaps"]
     sys.exit(1 if bad else 0)

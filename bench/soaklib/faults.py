@@ -169,14 +169,20 @@ class Injector:
         rec.error = rec.error or f"not recovered within {self.recover_timeout:.0f}s"
 
 
-def schedule(kinds: list[str], rng: random.Random, deadline: float):
-    """Rounds over ``kinds`` in random order: the first round always completes; later ones until ``deadline``."""
-    first = True
-    while first or time.monotonic() < deadline:
+def schedule(kinds: list[str], rng: random.Random, deadline: float, min_faults: int = 0):
+    """Rounds over ``kinds`` in random order: the first round always completes; later ones until
+    ``deadline`` has passed and at least ``min_faults`` faults were yielded."""
+    first, count = True, 0
+
+    def more() -> bool:
+        return time.monotonic() < deadline or count < min_faults
+
+    while first or more():
         order = list(kinds)
         rng.shuffle(order)
         for kind in order:
-            if not first and time.monotonic() >= deadline:
+            if not first and not more():
                 return
+            count += 1
             yield kind
         first = False
