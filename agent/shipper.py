@@ -8,7 +8,9 @@ DATA payloads zstd-compressed when that is smaller, then sealed with the
 tenant's transport key when the agent has one (docs/encryption.md,
 "Transport"; the first..last range of the batch is bound into the AAD). Connection errors, 5xx
 and 429 are retried with capped exponential backoff, forever: the spool is
-what makes an outage lose nothing. A 409 moves the cursor to the sequence
+what makes an outage lose nothing. A 503/429 carrying Retry-After (ingest
+over its in-flight byte caps) is retried no sooner than that (capped at
+MAX_RETRY_AFTER), and the same alarm again is logged once, not per retry. A 409 moves the cursor to the sequence
 ingest expects; when the spool no longer holds it, a bridge of no-op records
 is sent up to the spool's first record and every volume is resynced
 (agent.bridge).
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import email.utils
 import logging
 import time
 from dataclasses import dataclass
@@ -46,6 +49,22 @@ ALARM_SHIP = "shipping"
 ALARM_GAP = "ingest_gap"
 ALARM_INCARNATION = "incarnation"
 CONTENT_TYPE = "application/x-dialback-batch"
+MAX_RETRY_AFTER = 300.0  # an answer cannot park shipping for longer than this
+
+
+def retry_after(resp: httpx.Response) -> float:
+    """Seconds a 503/429 answer asks the client to wait (Retry-After: seconds or an HTTP date); 0 if none."""
+    value = resp.headers.get("retry-after", "").strip()
+    if not value:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 @dataclass
@@ -197,13 +216,18 @@ class Shipper:
                                  headers={"Authorization": f"Bearer {self.token}",
                                           INCARNATION_HEADER: self.group.state.incarnation})
 
-    async def _backoff(self, stop: asyncio.Event, alarm: str | None = None, message: str = "") -> None:
+    async def _backoff(self, stop: asyncio.Event, alarm: str | None = None, message: str = "",
+                       at_least: float = 0.0) -> None:
+        """Wait the current backoff, or ``at_least`` (a Retry-After) when longer; the same alarm again
+        is logged at debug level, so a long outage is one warning, not one per retry."""
         self.connected = False
+        wait = max(self._delay, at_least)
         if alarm:
+            again = self.group.alarms.get(alarm) == message
             self.group.alarms[alarm] = message
-            log.warning("group %s: %s (retry in %.1fs)", self.group.name, message, self._delay)
+            (log.debug if again else log.warning)("group %s: %s (retry in %.1fs)", self.group.name, message, wait)
         try:
-            await asyncio.wait_for(stop.wait(), self._delay)
+            await asyncio.wait_for(stop.wait(), wait)
         except asyncio.TimeoutError:
             pass
         self._delay = min(self._delay * 2, self.backoff_cap)
@@ -280,7 +304,8 @@ class Shipper:
                 g.registered.set()
                 log.info("group %s registered with ingest", g.name)
                 return True
-            await self._backoff(stop, ALARM_SHIP, f"ingest refused registration: HTTP {resp.status_code} {resp.text[:300]}")
+            await self._backoff(stop, ALARM_SHIP, f"ingest refused registration: HTTP {resp.status_code} "
+                                f"{resp.text[:300]}", at_least=retry_after(resp))
         return False
 
     async def _take_registration(self, resp: httpx.Response, stop: asyncio.Event) -> bool:
@@ -384,7 +409,8 @@ class Shipper:
             self.batches_per_post = 1
             return True
         if resp.status_code >= 500 or resp.status_code == 429:
-            await self._backoff(stop, ALARM_SHIP, f"ingest unavailable (HTTP {resp.status_code}); writes keep spooling")
+            await self._backoff(stop, ALARM_SHIP, f"ingest unavailable (HTTP {resp.status_code}); writes keep "
+                                "spooling", at_least=retry_after(resp))
             return True
         await self._backoff(stop, ALARM_SHIP,
                             f"ingest rejected batch {first}-{last}: HTTP {resp.status_code} {resp.text[:300]}")

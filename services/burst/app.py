@@ -33,7 +33,8 @@ def build_engine(settings: BurstSettings, provider: Provider | None = None, imag
     if settings.has_object_store():
         from services.burst.failback import Failback
         from shared.objectstore.factory import store_from_settings
-        engine.failback = Failback(store_from_settings(settings), settings.bucket_prefix)
+        engine.failback = Failback(store_from_settings(settings), settings.bucket_prefix,
+                                   allowed_hosts=settings.burst_failback_allowed_hosts)
     return engine
 
 

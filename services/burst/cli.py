@@ -167,7 +167,8 @@ def cleanup(op_id: str, tenant: str = TENANT, token: str = TOKEN, wait: bool = W
 @burst_app.command()
 def failback(op_id: str, reverse_group: str = typer.Option(..., help="group of the tap on the cloud disk"),
              target: Path = typer.Option(..., help="the original site's disk (file or device)"),
-             agent_url: str = typer.Option(..., help="control URL of the reverse tap"),
+             agent_url: str = typer.Option(..., help="control URL of the reverse tap (its host:port must be in the "
+                                                     "service's DIALBACK_BURST_FAILBACK_ALLOWED_HOSTS)"),
              reverse_volume: str = typer.Option(None, help="volume name in the reverse group (default: VOLUME-back)"),
              expect_sha256: str = typer.Option(None, help="cloud disk digest at the cut-over, checked at the end"),
              tenant: str = TENANT, token: str = TOKEN, wait: bool = WAIT) -> None:

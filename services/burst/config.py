@@ -30,6 +30,9 @@ class BurstSettings(CommonSettings):
                                  description="where recovery images are built before upload (then deleted)")
     burst_failback_root: Path | None = Field(
         None, description="tenants may fail back only to disks under <root>/<tenant>/; unset: only the admin token")
+    burst_failback_allowed_hosts: str = Field(
+        "", description="comma-separated host:port (or host, any port) of reverse taps the burst host may "
+                        "contact during a failback (the tap's control API); empty: failback contacts none")
     burst_default_flavor: str | None = Field(None, description="else: the smallest flavor that fits the image")
     burst_prod_network: str = "dialback-prod"
     burst_drtest_cidr: str = "10.252.0.0/24"

@@ -23,6 +23,8 @@ from services.burst.hooks import run_hook
 from services.burst.images import ImageSource, release, resolve
 from services.burst.machine import IllegalTransition, OperationState, apply, fold
 from services.burst.model import Kind, OperationSpec
+from services.burst.provider_log import to_provider_log
+from services.burst.reverse_tap import check_reverse_tap
 from services.burst.provider.base import Provider, Resource
 from services.burst.usage import BurstUsage
 from services.burst.validation import pick_flavor, validate
@@ -108,8 +110,12 @@ class Engine:
         return self.append(st, "ScaleRequested", count=count)
 
     def request_failback(self, tenant: str, op_id: str, reverse_group: str, target: str, agent_url: str,
-                         reverse_volume: str | None = None, expect_sha256: str | None = None) -> OperationState:
-        """Start bringing a running failover home (failback.py); checked fully before anything is touched."""
+                         reverse_volume: str | None = None, expect_sha256: str | None = None,
+                         requested_by: str = "provider") -> OperationState:
+        """Start bringing a running failover home (failback.py); checked fully before anything is touched.
+
+        ``agent_url`` becomes the operation's registered reverse tap (recorded with ``requested_by``): the
+        only URL the failback contacts, and only while its host is allowed (reverse_tap.py)."""
         if self.failback is None:
             raise InvalidRequest("this burst service has no object-store settings, so it cannot read the "
                                  "reverse journal; set DIALBACK_S3_ENDPOINT (and credentials) and restart it")
@@ -119,7 +125,8 @@ class Engine:
         self.failback.check(st, reverse_group, target, agent_url)
         return self.append(st, "FailbackRequested", reverse_group=reverse_group, target=str(target),
                            reverse_volume=reverse_volume or f"{st.spec.volume}-back",
-                           agent_url=agent_url.rstrip("/"), expect_sha256=expect_sha256)
+                           agent_url=check_reverse_tap(agent_url, self.failback.allowed),
+                           requested_by=requested_by, expect_sha256=expect_sha256)
 
     # -- driving -----------------------------------------------------------------------------
     def drive(self, tenant: str, op_id: str) -> OperationState:
@@ -180,9 +187,12 @@ class Engine:
             if stage.hook:
                 servers = {n: st.servers[n] for n in (s.name for s in stage.servers)}
                 rc, out = run_hook(stage.hook, servers, st.id, stage.name, stage.hook_timeout_seconds)
-                st = self.append(st, "HookRan", stage=stage.name, returncode=rc, output=out)
+                # the hook ran with the service's credentials: its output is the provider's alone
+                ref = to_provider_log(f"hook of {st.tenant}/{st.id} stage {stage.name!r} exited with {rc}", out)
+                st = self.append(st, "HookRan", stage=stage.name, returncode=rc, ref=ref)
                 if rc != 0:
-                    raise ProvisionFailed(f"hook of stage {stage.name!r} exited with {rc}: {out.strip()[-300:]}")
+                    raise ProvisionFailed(f"hook of stage {stage.name!r} exited with {rc}; its output is in the "
+                                          f"provider's log under reference {ref}")
             st = self.append(st, "StageCompleted", stage=stage.name)
         if st.status == "scaling":
             wanted = {s.name for s in spec.all_servers(st.desired_count)}

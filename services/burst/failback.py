@@ -21,6 +21,11 @@ event of the failover operation:
    expected digest when the caller gave one), then the usual cleanup.
 
 A failure records FailbackFailed and leaves the failover running.
+
+Only the reverse tap recorded in FailbackRequested is contacted, and only if its
+host is allowed (reverse_tap.py); what it answers never reaches a tenant-visible
+event: a refusal or an odd answer is logged for the provider (provider_log.py)
+and the event says so with a reference.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from pathlib import Path
 import httpx
 
 from services.burst.errors import Conflict, InvalidRequest, ProvisionFailed
+from services.burst.provider_log import to_provider_log
+from services.burst.reverse_tap import check_reverse_tap, parse_allowed
 from services.recovery.errors import RecoveryError
 from services.recovery.planner import load_group
 from services.recovery.synth import _fetch, _payload
@@ -54,9 +61,12 @@ def file_digest(path: Path, algo: str = "sha256", chunk: int = 8 << 20) -> str:
 
 class Failback:
     def __init__(self, store: ObjectStore, bucket_prefix: str = "dialback-", poll: float = 0.5,
-                 drain_timeout: float = DRAIN_TIMEOUT, http: httpx.Client | None = None) -> None:
+                 drain_timeout: float = DRAIN_TIMEOUT, http: httpx.Client | None = None,
+                 allowed_hosts: str | list[str] | None = None) -> None:
         self.store, self.bucket_prefix, self.poll, self.drain_timeout = store, bucket_prefix, poll, drain_timeout
-        self.http = http or httpx.Client(timeout=60)  # talks to the reverse tap's control API
+        # talks to the reverse tap's control API only; a redirect could point anywhere, so none is followed
+        self.http = http or httpx.Client(timeout=60, follow_redirects=False)
+        self.allowed = parse_allowed(allowed_hosts)
 
     # -- request -----------------------------------------------------------------------------
     def check(self, st, reverse_group: str, target: str, agent_url: str) -> None:
@@ -73,8 +83,7 @@ class Failback:
         if image is None or os.path.getsize(path) != image["size"]:
             raise InvalidRequest(f"target {target!r} is {os.path.getsize(path)} bytes but the failover image "
                                  f"is {image and image['size']}; give the original disk of {st.spec.volume}")
-        if not agent_url.startswith(("http://", "https://")):
-            raise InvalidRequest("agent_url must be the reverse tap's control URL, e.g. http://127.0.0.1:7450")
+        check_reverse_tap(agent_url, self.allowed)
         try:
             load_group(self.store, tenant_bucket(st.tenant, self.bucket_prefix), reverse_group)
         except RecoveryError as err:
@@ -114,18 +123,37 @@ class Failback:
         return engine.append(st, "FailbackVerified", sha256=digest)
 
     def _cutover(self, agent_url: str, group: str, name: str) -> int:
-        r = self.http.post(f"{agent_url}/v1/bookmarks", json={"group": group, "name": name})
-        if r.status_code != 200:
-            raise ProvisionFailed(f"the reverse tap refused the cut-over bookmark ({r.status_code}): {r.text}")
-        seq = r.json()["sequence"]
+        try:
+            base = check_reverse_tap(agent_url, self.allowed)  # the setting may have changed since the request
+        except InvalidRequest as err:
+            raise ProvisionFailed(f"{err}; then retry failback") from err
+        seq = self._ask(base, "POST", "/v1/bookmarks", {"group": group, "name": name}, lambda b: int(b["sequence"]))
         deadline = time.monotonic() + self.drain_timeout
         while time.monotonic() < deadline:
-            g = self.http.get(f"{agent_url}/status").json()["groups"][group]
-            if g["acked_through"] >= seq:
+            if self._ask(base, "GET", "/status", None, lambda b: int(b["groups"][group]["acked_through"])) >= seq:
                 return seq
             time.sleep(self.poll)
         raise ProvisionFailed(f"the reverse tap did not ship through sequence {seq} within "
                               f"{self.drain_timeout:.0f}s; check its link to ingest, then retry failback")
+
+    def _ask(self, base: str, method: str, path: str, body: dict | None, pick):
+        """One call to the reverse tap; its answer is read here and reaches tenants only as a reference."""
+        what = f"reverse tap {base}: {method} {path}"
+        try:
+            r = self.http.request(method, f"{base}{path}", json=body)
+        except httpx.HTTPError as err:
+            ref = to_provider_log(what, f"{type(err).__name__}: {err}")
+            raise ProvisionFailed(f"the reverse tap at {base} could not be reached; check that it runs, then retry "
+                                  f"failback (provider log reference {ref})") from None
+        try:
+            if r.status_code != 200:
+                raise ValueError(f"HTTP {r.status_code}")
+            return pick(r.json())
+        except (ValueError, KeyError, TypeError) as err:
+            ref = to_provider_log(what, f"{err}; answer {r.status_code}: {r.text[:2000]!r}")
+            raise ProvisionFailed(f"the reverse tap at {base} refused or answered unexpectedly (HTTP "
+                                  f"{r.status_code}); check its log and group, then retry failback (provider log "
+                                  f"reference {ref})") from None
 
     def _drain(self, tenant: str, group: str, seq: int) -> None:
         bucket = tenant_bucket(tenant, self.bucket_prefix)

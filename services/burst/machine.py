@@ -166,7 +166,7 @@ def apply(state: OperationState, ev: dict) -> OperationState:
         keep = {"baseline": s.failback["baseline"]} if "baseline" in s.failback and \
             s.failback.get("target") == ev.get("target") else {}
         s.failback = {**{k: ev.get(k) for k in ("reverse_group", "reverse_volume", "target", "agent_url",
-                                                "expect_sha256")}, **keep, "attempt": s.version}
+                                                "requested_by", "expect_sha256")}, **keep, "attempt": s.version}
         s.error = None
     elif t == "BaselineVerified":
         s.failback["baseline"] = ev["md5"]

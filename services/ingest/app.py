@@ -12,6 +12,7 @@ from services.ingest.api.errors import GapHTTPException, IncarnationHTTPExceptio
 from services.ingest.api.routes import batches, groups, health
 from services.ingest.bus import ControlLog, WritesLog
 from services.ingest.config import IngestSettings
+from services.ingest.inflight import InflightBytes
 from services.ingest.metrics import IngestMetrics
 from services.ingest.service import IngestService
 from services.ingest.transport import TransportKeys
@@ -90,6 +91,7 @@ def create_app(settings: IngestSettings | None = None, *, writes: WritesLog | No
 
     app = FastAPI(title="Dialback ingest", version="1", lifespan=lifespan)
     app.state.settings, app.state.service, app.state.auth = settings, service, auth
+    app.state.inflight = InflightBytes(*settings.inflight_caps())
     app.add_exception_handler(GapHTTPException, gap_handler)
     app.add_exception_handler(IncarnationHTTPException, incarnation_handler)
     for r in (health.router, groups.router, batches.router):

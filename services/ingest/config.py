@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from shared.auth import default_tenants_file
+from shared.bodies import max_body_bytes
 from shared.config import CommonSettings
 from shared.tenancy import USAGE_TOPIC
 
@@ -34,6 +35,24 @@ class IngestSettings(CommonSettings):
     usage_topic: str = Field(USAGE_TOPIC, description="topic of usage events")
     ingest_max_volume_bytes: int = Field(DEFAULT_MAX_VOLUME_BYTES, ge=1, description="largest volume size a group "
                                          "may register (bytes); larger ones are refused with 422")
+
+    ingest_max_inflight_bytes: int = Field(512 << 20, ge=1, description="request body bytes ingest holds at "
+                                           "once, all tenants together; past it a body is answered 503 with "
+                                           "Retry-After before it is buffered")
+    ingest_max_inflight_bytes_per_tenant: int = Field(64 << 20, ge=1, description="request body bytes ingest "
+                                                      "holds at once for one tenant (503 with Retry-After past it)")
+
+    def inflight_caps(self) -> tuple[int, int]:
+        """(all tenants, per tenant), checked at app start (a model validator's error would print every
+        input, secrets included)."""
+        largest = max_body_bytes(sealed=True)
+        if self.ingest_max_inflight_bytes_per_tenant < largest:
+            raise ValueError(f"DIALBACK_INGEST_MAX_INFLIGHT_BYTES_PER_TENANT must be at least {largest} (the "
+                             "largest body), or no large body could ever be taken")
+        if self.ingest_max_inflight_bytes < self.ingest_max_inflight_bytes_per_tenant:
+            raise ValueError("DIALBACK_INGEST_MAX_INFLIGHT_BYTES must be at least "
+                             "DIALBACK_INGEST_MAX_INFLIGHT_BYTES_PER_TENANT")
+        return self.ingest_max_inflight_bytes, self.ingest_max_inflight_bytes_per_tenant
 
     def resolved_tenants_file(self) -> Path:
         return self.tenants_file or default_tenants_file()

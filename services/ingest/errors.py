@@ -69,6 +69,13 @@ class IngestUnavailable(IngestError):
     reason = "unavailable"
 
 
+class Overloaded(IngestError):
+    """Ingest holds as many body bytes as it may (for this tenant or in all); nothing was read into memory
+    past the limit and nothing was acknowledged: retry after the Retry-After the answer carries."""
+
+    reason = "overloaded"
+
+
 class BadSeal(IngestError):
     """A sealed body that is malformed or does not authenticate (or cannot be opened at all)."""
 

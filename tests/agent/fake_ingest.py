@@ -35,6 +35,8 @@ class FakeIngest:
         self.records: dict[str, list[Record]] = {}
         self.acked: dict[str, int] = {}
         self.fail_status: int | None = None  # answer every batch with this (e.g. 503)
+        self.retry_after: str | None = None  # ... with this Retry-After header
+        self.failed_at: list[float] = []  # monotonic time of every batch answered with fail_status
         self.batches = 0
         self.lock = threading.Lock()
         self.app = self._build()
@@ -62,7 +64,9 @@ class FakeIngest:
             if group not in self.groups:
                 raise HTTPException(404, "unknown group")
             if self.fail_status:
-                raise HTTPException(self.fail_status, "injected failure")
+                self.failed_at.append(time.monotonic())
+                headers = {"Retry-After": self.retry_after} if self.retry_after else None
+                raise HTTPException(self.fail_status, "injected failure", headers=headers)
             body = await request.body()
             ctype = request.headers.get("content-type")
             sealed = ctype in (SEALED_CONTENT_TYPE, SEALED_BATCHES_CONTENT_TYPE)

@@ -1,18 +1,17 @@
-"""Route dependencies: settings, metrics, the optional bearer token, safe profile paths."""
+"""Route dependencies: settings, metrics, whose profiles a request acts on, the profile store."""
 
 from __future__ import annotations
 
-import hmac
-import re
-from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 
 from services.analyzer.config import AnalyzerSettings
 from services.analyzer.metrics import AnalyzerMetrics
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+from services.analyzer.profiles import ProfileStore
+from shared.bearer import CurrentPrincipal
+from shared.errors import InvalidName
+from shared.tenancy import check_tenant
 
 
 def _settings(request: Request) -> AnalyzerSettings:
@@ -23,23 +22,28 @@ def _metrics(request: Request) -> AnalyzerMetrics:
     return request.app.state.metrics
 
 
-def check_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    want = request.app.state.settings.analyzer_token
-    if want is None:
-        return
-    got = (authorization or "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(got.encode(), want.get_secret_value().encode()):
-        raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <DIALBACK_ANALYZER_TOKEN>)")
+def _store(request: Request) -> ProfileStore:
+    return request.app.state.profiles
 
 
-def profile_path(settings: AnalyzerSettings, name: str) -> Path:
-    """The file for a profile name; names are plain file names, so nothing outside the directory is reachable."""
-    if not _NAME.match(name):
-        raise HTTPException(422, f"profile name {name!r} must be 1-128 letters, digits, '.', '_' or '-' "
-                                 "and not start with a dot")
-    return settings.analyzer_profile_dir / name
+def owner(who: CurrentPrincipal, tenant: Annotated[str | None, Query(
+        description="the tenant whose profiles the provider's admin token acts on")] = None) -> str:
+    """The tenant whose profiles this request may see: a tenant token's own (a ``tenant`` naming another
+    is the same 404 as a missing profile); the admin token acts for the ``tenant`` it names."""
+    if who.admin:
+        if tenant is None:
+            raise HTTPException(422, "the admin token acts for a tenant: add ?tenant=<name>")
+        try:
+            return check_tenant(tenant)
+        except InvalidName as err:
+            raise HTTPException(422, str(err)) from err
+    if tenant is not None and tenant != who.tenant:
+        raise HTTPException(404, "no such profile(s) under this token; use that tenant's token")
+    return who.tenant
 
 
 Settings = Annotated[AnalyzerSettings, Depends(_settings)]
 Metrics = Annotated[AnalyzerMetrics, Depends(_metrics)]
-Authorized = Depends(check_token)
+Store = Annotated[ProfileStore, Depends(_store)]
+Owner = Annotated[str, Depends(owner)]
+Authorized = Depends(owner)  # every /v1 route: a token is required (shared.bearer)

@@ -17,6 +17,7 @@ STATUS: dict[type[e.IngestError], int] = {
     e.ForeignVolume: status.HTTP_422_UNPROCESSABLE_CONTENT,
     e.SequenceGap: status.HTTP_409_CONFLICT,
     e.IngestUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+    e.Overloaded: status.HTTP_503_SERVICE_UNAVAILABLE,
     e.BadSeal: status.HTTP_400_BAD_REQUEST,
     e.PlaintextRefused: status.HTTP_400_BAD_REQUEST,
     e.TransportMisconfigured: status.HTTP_500_INTERNAL_SERVER_ERROR,

@@ -9,14 +9,18 @@ from agent.profile import synthetic as syn
 from agent.profile.format import HEADER_SIZE, RECORD_SIZE
 from services.analyzer.app import create_app
 from services.analyzer.config import AnalyzerSettings
+from shared.auth import create_tenant
 
 MB = 1e6
 
 
 @pytest.fixture
 def client(tmp_path):
-    settings = AnalyzerSettings(analyzer_profile_dir=tmp_path / "store", analyzer_max_upload_mb=1)
-    with TestClient(create_app(settings)) as c:
+    tenants = tmp_path / "tenants.json"
+    token = create_tenant(tenants, "acme")
+    settings = AnalyzerSettings(analyzer_profile_dir=tmp_path / "store", analyzer_max_upload_mb=1,
+                                tenants_file=tenants)
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"}) as c:
         yield c
 
 
@@ -63,9 +67,13 @@ def test_errors(client, make_profile):
 
 
 def test_token(tmp_path, make_profile):
-    settings = AnalyzerSettings(analyzer_profile_dir=tmp_path / "s", analyzer_token="s3cret-token")
+    admin = "s3cret-admin-token-0123456789"
+    settings = AnalyzerSettings(analyzer_profile_dir=tmp_path / "s", analyzer_token=admin,
+                                tenants_file=tmp_path / "tenants.json")
     with TestClient(create_app(settings)) as c:
         assert c.get("/v1/profiles").status_code == 401
         assert c.get("/v1/profiles", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        assert c.get("/v1/profiles", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+        assert c.get("/v1/profiles?tenant=acme", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
         assert c.get("/healthz").status_code == 200
+    with pytest.raises(ValueError, match="placeholder"):
+        create_app(AnalyzerSettings(analyzer_profile_dir=tmp_path / "s", analyzer_token="changeme"))

@@ -141,7 +141,9 @@ def test_plan_boots_stages_in_order_and_rolls_back_on_failed_hook(engine, memory
     ]
     engine.submit(OperationSpec(id="plan-1", tenant=TENANT, kind="plan", stages=stages))
     st = engine.drive(TENANT, "plan-1")
-    assert st.status == "failed" and "db not reachable" in st.error and "exited with 3" in st.error
+    assert st.status == "failed" and "exited with 3" in st.error and "provider's log" in st.error
+    assert "db not reachable" not in st.error, "hook output is the provider's, not the tenant's"
+
     assert st.stages_done == ["db"]
     order = [c for c in memory_provider.calls if c.startswith("server:")]
     assert order == ["server:dialback-plan-1-db", "server:dialback-plan-1-app"]

@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,6 +28,7 @@ from services.burst.failback import Failback
 from services.burst.model import OperationSpec
 from services.burst.provider.openstack import OpenStackProvider
 from services.burst.recovery_images import RecoveryImageSource
+from services.burst.reverse_tap import parse_allowed
 from services.burst.usage import BurstUsage
 from shared.usage import MemoryEmitter
 from tests.services.burst.os_helpers import nothing_left, sdk, tagged_everywhere
@@ -93,6 +95,7 @@ def test_failback_ships_only_the_cloud_changes_and_the_home_disk_ends_equal(pipe
         expect = sha256_file(cloud)  # writes have stopped: the cut-over point
 
         t0 = time.monotonic()
+        engine.failback.allowed = parse_allowed(urlsplit(cloud_tap.control_url).netloc)  # the registered tap
         engine.request_failback(tenant, op, "fb-back", str(home), cloud_tap.control_url, expect_sha256=expect)
         st = engine.drive(tenant, op)
         failback_s = time.monotonic() - t0

@@ -70,7 +70,7 @@ def world(tmp_path):
     http, calls = _tap(CUT)
     engine = Engine(EventLog(tmp_path / "ev"), MemoryProvider(), FileImageSource(tmp_path / "images"),
                     BurstUsage(MemoryEmitter("/dialback/burst")))
-    engine.failback = Failback(store, poll=0.01, drain_timeout=5, http=http)
+    engine.failback = Failback(store, poll=0.01, drain_timeout=5, http=http, allowed_hosts="tap")
     engine.submit(OperationSpec(id="fo-1", tenant="acme", kind="failover", group="g1", volume="disk0"))
     assert engine.drive("acme", "fo-1").status == "running"
     return engine, original, cloud, calls

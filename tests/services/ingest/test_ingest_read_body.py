@@ -46,3 +46,22 @@ def test_refused(chunks, declared, error):
         req.headers = {"content-length": str(declared)}
     with pytest.raises(error):
         asyncio.run(read_limited(req, 1000))
+
+
+def test_a_hold_reserves_the_declared_length_before_reading_and_refuses_past_the_cap():
+    from services.ingest.errors import Overloaded
+    from services.ingest.inflight import InflightBytes
+
+    pool = InflightBytes(total=1500, per_tenant=1000)
+    with pool.hold("acme") as first:
+        assert asyncio.run(read_limited(FakeRequest([b"x" * 700], 700), 1000, first)) == b"x" * 700
+        assert pool.by_tenant == {"acme": 700}
+        req = FakeRequest([b"y" * 100] * 4, 400)
+        with pytest.raises(Overloaded), pool.hold("acme") as second:
+            asyncio.run(read_limited(req, 1000, second))
+        assert pool.by_tenant == {"acme": 700}, "a refused body reserves nothing"
+        with pool.hold("globex") as other:  # chunked: counted as it comes, the total cap is shared
+            with pytest.raises(Overloaded):
+                asyncio.run(read_limited(FakeRequest([b"z" * 500, b"z" * 500], None), 1000, other))
+            assert other.bytes == 500 and pool.total == 1200
+    assert pool.total == 0 and pool.by_tenant == {}

@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 from agent.profile.format import ProfileError
 from agent.profile.reader import read_profile
 from services.analyzer.analysis import AnalysisParams, analyze_profiles
-from services.analyzer.api.deps import Authorized, Metrics, Settings, profile_path
+from services.analyzer.api.deps import Authorized, Metrics, Owner, Store
+from services.analyzer.profiles import BadProfileName
 
 router = APIRouter(prefix="/v1/analyses", tags=["analyses"], dependencies=[Authorized])
 
@@ -23,10 +24,13 @@ class AnalysisRequest(BaseModel):
 
 
 @router.post("")
-def analyze(req: AnalysisRequest, settings: Settings, metrics: Metrics,
+def analyze(req: AnalysisRequest, tenant: Owner, store: Store, metrics: Metrics,
             format: Literal["json", "html"] = Query("json")):
     # A plain def: the analysis is CPU-bound, so FastAPI runs it in its thread pool.
-    paths = [profile_path(settings, n) for n in req.profiles]
+    try:
+        paths = [store.path(tenant, n) for n in req.profiles]  # only ever inside the tenant's own directory
+    except BadProfileName as err:
+        raise HTTPException(422, str(err)) from err
     missing = [n for n, p in zip(req.profiles, paths) if not p.is_file()]
     if missing:
         metrics.analyses.labels("not_found").inc()
@@ -36,7 +40,7 @@ def analyze(req: AnalysisRequest, settings: Settings, metrics: Metrics,
         result = analyze_profiles([read_profile(p) for p in paths], req.params)
     except ProfileError as err:
         metrics.analyses.labels("bad_profile").inc()
-        raise HTTPException(422, str(err).replace(str(settings.analyzer_profile_dir) + "/", "")) from err
+        raise HTTPException(422, str(err).replace(str(store.tenant_dir(tenant)) + "/", "")) from err
     metrics.seconds.observe(time.monotonic() - t0)
     metrics.analyses.labels("ok").inc()
     if format == "html":

@@ -1,44 +1,47 @@
-"""Profiles kept by the analyzer: upload (verified before it is stored) and list."""
+"""A tenant's profiles: upload (streamed to disk, verified before it is stored), list, delete."""
 
 from __future__ import annotations
 
-import os
-
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 
 from agent.profile.format import ProfileError
-from agent.profile.reader import parse_profile
-from services.analyzer.api.deps import Authorized, Metrics, Settings, profile_path
+from services.analyzer.api.deps import Authorized, Metrics, Owner, Store
+from services.analyzer.profiles import BadProfileName, ProfileTooLarge, TooManyProfiles
 
 router = APIRouter(prefix="/v1/profiles", tags=["profiles"], dependencies=[Authorized])
 
 
 @router.get("")
-def list_profiles(settings: Settings) -> dict:
-    d = settings.analyzer_profile_dir
-    files = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")) if d.is_dir() else []
-    return {"profiles": [{"name": p.name, "bytes": p.stat().st_size} for p in files]}
+def list_profiles(tenant: Owner, store: Store) -> dict:
+    return {"profiles": store.listing(tenant)}
 
 
 @router.put("/{name}")
-async def upload_profile(name: str, request: Request, settings: Settings, metrics: Metrics) -> dict:
+async def upload_profile(name: str, request: Request, tenant: Owner, store: Store, metrics: Metrics) -> dict:
     """Store a profile (raw file bytes as the body); refused, and nothing stored, if it does not verify."""
-    path = profile_path(settings, name)
-    limit = settings.analyzer_max_upload_mb << 20
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, f"profile is over {settings.analyzer_max_upload_mb} MiB; "
-                                     "raise DIALBACK_ANALYZER_MAX_UPLOAD_MB or split the recording")
+    declared = request.headers.get("content-length")
     try:
-        prof = parse_profile(bytes(body), name)
+        prof, size = await store.upload(tenant, name, request.stream(),
+                                        int(declared) if declared and declared.isdigit() else None)
+    except BadProfileName as err:
+        raise HTTPException(422, str(err)) from err
+    except ProfileTooLarge as err:
+        raise HTTPException(413, str(err)) from err
+    except TooManyProfiles as err:
+        raise HTTPException(409, str(err)) from err
     except ProfileError as err:
         raise HTTPException(400, str(err)) from err
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{name}.upload")
-    tmp.write_bytes(body)
-    os.replace(tmp, path)  # readers never see a half-written profile
-    metrics.uploads.inc(len(body))
+    metrics.uploads.inc(size)
     return {"name": name, "server": prof.header.server, "volume": prof.header.volume,
             "records": len(prof.records), "warnings": prof.warnings}
+
+
+@router.delete("/{name}", status_code=204)
+def delete_profile(name: str, tenant: Owner, store: Store) -> Response:
+    try:
+        found = store.delete(tenant, name)
+    except BadProfileName as err:
+        raise HTTPException(422, str(err)) from err
+    if not found:
+        raise HTTPException(404, f"no such profile: {name}")
+    return Response(status_code=204)

@@ -82,7 +82,8 @@ def get_operation(tenant: TenantScope, op_id: str, svc: Service) -> dict:
 def get_events(tenant: TenantScope, op_id: str, svc: Service) -> list[dict]:
     try:
         svc.engine.state(tenant, op_id)
-        return svc.engine.events.read(tenant, op_id)
+        # event logs written before hook output went to the provider log still hold it: never shown
+        return [{k: v for k, v in ev.items() if k != "output"} for ev in svc.engine.events.read(tenant, op_id)]
     except Exception as err:  # noqa: BLE001
         raise http_error(err) from err
 
@@ -115,7 +116,8 @@ def failback(tenant: TenantScope, op_id: str, body: FailbackBody, svc: Service, 
     check_failback_target(body.target, tenant, request.app.state.failback_root, who)
     try:
         st = svc.engine.request_failback(tenant, op_id, body.reverse_group, body.target, body.agent_url,
-                                         body.reverse_volume, body.expect_sha256)
+                                         body.reverse_volume, body.expect_sha256,
+                                         requested_by="provider" if who.admin else f"tenant {who.tenant}")
     except Exception as err:  # noqa: BLE001
         raise http_error(err) from err
     svc.schedule(tenant, op_id)

@@ -36,8 +36,9 @@ async def post_batch(group: str, request: Request, tenant: CurrentTenant, servic
     try:
         # Group first: a 404 must not depend on what the body looks like.
         await service.get_group(tenant, group)
-        with service.arriving(tenant, group):
-            body = await read_limited(request, limit)
+        # the body's bytes count against the tenant's and ingest's in-flight caps until the answer
+        with service.arriving(tenant, group), request.app.state.inflight.hold(tenant) as hold:
+            body = await read_limited(request, limit, hold)
             nbytes = len(body)
             acked, plan = await service.accept_batch(tenant, group, body, sealed, multi,
                                                      request.headers.get(INCARNATION_HEADER))
