@@ -9,7 +9,7 @@ from services.metering import metrics  # noqa: F401  (registers the service metr
 from services.metering.api import credentials, licences, usage
 from services.metering.api.deps import Authenticator
 from services.metering.feed import BillingFeed
-from services.metering.licensing import LicenceBook
+from shared.licences import LicenceBook
 
 
 def create_app(feed: BillingFeed, book: LicenceBook, auth: Authenticator, admin_token: str | None,

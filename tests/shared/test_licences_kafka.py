@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from services.metering.config import MeteringSettings
-from services.metering.licensing import LicenceBook
+from shared.licences import LicenceBook
 from services.metering.service import LicenceSwitcher
 from shared.bus.kafka import ensure_topics
 from shared.licences import LicenceWatch

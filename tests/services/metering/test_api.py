@@ -5,7 +5,7 @@ from fastapi.testclient import TestClient
 
 from services.metering.app import create_app
 from services.metering.feed import BillingFeed
-from services.metering.licensing import LicenceBook
+from shared.licences import LicenceBook
 from services.metering.lines import BillingLine
 from shared.auth import OPERATE, TenantAuth, create_tenant
 

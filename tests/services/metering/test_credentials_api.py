@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from services.metering.app import create_app
 from services.metering.feed import BillingFeed
-from services.metering.licensing import LicenceBook
+from shared.licences import LicenceBook
 from shared.auth import INGEST, OPERATE, TenantAuth, create_tenant, issue, token_digest
 
 ADMIN = "admin-secret-0123456789"

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from services.metering.kafkaio import replay
+from shared.bus.tail import replay
 from services.metering.lines import BillingLine
 from shared.usage import Meter, UsageEmitter, new_event, subject
 
