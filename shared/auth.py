@@ -154,8 +154,9 @@ def check_scopes(scopes: Iterable[str], provider: bool) -> tuple[str, ...]:
     out = tuple(sorted(set(scopes)))
     bad = [s for s in out if s not in allowed]
     if not out or bad:
+        meaning = "; ".join(f"{k}: {SCOPES[k]}" for k in sorted(allowed))
         raise AuthError(f"scopes {list(out)} are not valid for a {'provider' if provider else 'tenant'} "
-                        f"credential; choose from {sorted(allowed)} ({'; '.join(f'{k}: {SCOPES[k]}' for k in sorted(allowed))})")
+                        f"credential; choose from {sorted(allowed)} ({meaning})")
     return out
 
 

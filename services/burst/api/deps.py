@@ -26,7 +26,7 @@ Service = Annotated[BurstService, Depends(get_service)]
 def not_yours(tenant: str) -> HTTPException:
     # Same answer as for a tenant without operations: nothing is inferred about other tenants.
     return HTTPException(404, detail={"error": "NotFound", "message": f"no operations of tenant {tenant!r} under "
-                                      "this token; use that tenant's token (or the provider's admin token)"})
+                                      "this token; use that tenant's operator token (or a provider credential)"})
 
 
 def require(who: Principal, scope: str, tenant: str | None = None) -> None:
