@@ -183,3 +183,27 @@ def test_listing_never_shows_a_digest(tmp_path):
     [cred] = list_credentials(path, "acme")
     shown = json.dumps(cred.public(0.0)) + repr(cred)
     assert token_digest(token) not in shown and token not in shown
+
+
+def test_a_version_1_token_rotates_away(tmp_path):
+    path, clock = tmp_path / "tenants.json", Clock()
+    path.write_text(json.dumps({"tenants": {"acme": {"token_sha256": token_digest("old-token-of-acme")}}}))
+    auth = TenantAuth(path, clock=clock)
+    new = rotate(path, "acme", "legacy", overlap_s=60, clock=clock)
+    assert auth.identify("old-token-of-acme") is not None
+    clock.now += 60
+    assert auth.identify("old-token-of-acme") is None
+    assert auth.identify(new.token).scopes == {INGEST, OPERATE}  # same scopes; split them with `token create`
+
+
+def test_the_one_check_of_what_a_principal_may_do():
+    from shared.bearer import Principal
+
+    agent = Principal("acme", frozenset({INGEST}), "c-1")
+    operator = Principal("acme", frozenset({OPERATE}), "c-2")
+    provider = Principal(None, frozenset({PROVIDER}), "admin-token")
+    assert agent.refusal(INGEST) is None and agent.refusal(OPERATE, "acme")[0] == 403
+    assert operator.refusal(OPERATE, "acme") is None and operator.refusal(INGEST)[0] == 403
+    assert operator.refusal(OPERATE, "globex")[0] == 404  # another tenant: as if it did not exist
+    assert operator.refusal(PROVIDER, "acme")[0] == 403 and "provider credential" in operator.refusal(PROVIDER)[1]
+    assert all(provider.allows(s, t) for s in (INGEST, OPERATE, PROVIDER) for t in ("acme", None))
