@@ -23,7 +23,8 @@ def _control_default() -> str:
 
 def protect(
     ingest: str = typer.Option(..., help="ingest base URL, e.g. http://127.0.0.1:8100"),
-    token: str = typer.Option("", envvar="DIALBACK_AGENT_TOKEN", help="tenant token for ingest (or --credentials)"),
+    token: str = typer.Option("", envvar="DIALBACK_AGENT_TOKEN",
+                              help="agent token for ingest (scope ingest; or --credentials)"),
     credentials: Optional[Path] = typer.Option(
         None, envvar="DIALBACK_AGENT_CREDENTIALS_FILE",
         help="credentials file from `dialback tenant create` (token + transport key; batches are then sealed)"),

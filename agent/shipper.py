@@ -10,7 +10,11 @@ tenant's transport key when the agent has one (docs/encryption.md,
 and 429 are retried with capped exponential backoff, forever: the spool is
 what makes an outage lose nothing. A 503/429 carrying Retry-After (ingest
 over its in-flight byte caps) is retried no sooner than that (capped at
-MAX_RETRY_AFTER), and the same alarm again is logged once, not per retry. A 409 moves the cursor to the sequence
+MAX_RETRY_AFTER), and the same alarm again is logged once, not per retry. So are 401/403 (a revoked or expired agent
+credential, raised as the ``credentials`` alarm) and a 403 with
+``Dialback-Reason: licence`` (protection switched off for the group, raised as
+the ``licence`` alarm with ingest's message): nothing is trimmed, shipping
+resumes by itself once the credential or the licence is fixed. A 409 moves the cursor to the sequence
 ingest expects; when the spool no longer holds it, a bridge of no-op records
 is sent up to the spool's first record and every volume is resynced
 (agent.bridge).
@@ -48,6 +52,9 @@ log = logging.getLogger(__name__)
 ALARM_SHIP = "shipping"
 ALARM_GAP = "ingest_gap"
 ALARM_INCARNATION = "incarnation"
+ALARM_LICENCE = "licence"  # ingest refuses batches: protection is switched off for the group
+ALARM_AUTH = "credentials"  # ingest does not accept this agent's token (unknown, revoked, expired, wrong scope)
+REASON_HEADER = "dialback-reason"  # ingest names why it refused a batch (e.g. "licence")
 CONTENT_TYPE = "application/x-dialback-batch"
 MAX_RETRY_AFTER = 300.0  # an answer cannot park shipping for longer than this
 
@@ -235,7 +242,21 @@ class Shipper:
     def _ok(self) -> None:
         self.connected = True
         self._delay = self.backoff_start
-        self.group.alarms.pop(ALARM_SHIP, None)
+        for alarm in (ALARM_SHIP, ALARM_LICENCE, ALARM_AUTH):
+            self.group.alarms.pop(alarm, None)
+
+    async def _refused(self, resp: httpx.Response, stop: asyncio.Event, what: str) -> bool:
+        """401/403 from ingest: raise an alarm with ingest's own words; the spool is kept. True if handled."""
+        if resp.status_code == 403 and resp.headers.get(REASON_HEADER) == "licence":
+            await self._backoff(stop, ALARM_LICENCE, f"{_detail(resp)} [spool kept: {what} waits]")
+            return True
+        if resp.status_code in (401, 403):
+            await self._backoff(stop, ALARM_AUTH, f"ingest refused this agent's credentials (HTTP "
+                                f"{resp.status_code}): {_detail(resp)}; writes keep spooling. Give the agent "
+                                "a valid agent credentials file (`dialback token create TENANT --scope ingest "
+                                "--credentials FILE`, or the rotated one) and restart it")
+            return True
+        return False
 
     async def run(self, stop: asyncio.Event) -> None:
         async with self._client() as client:
@@ -293,6 +314,8 @@ class Shipper:
             if resp.status_code == 409 and _reason(resp) == "incarnation":
                 await self._backoff(stop, ALARM_INCARNATION, f"ingest refused this spool: {_detail(resp)}; "
                                                              "writes keep spooling, nothing is trimmed")
+                continue
+            if await self._refused(resp, stop, "registration"):
                 continue
             if resp.status_code in (200, 201):
                 if not await self._take_registration(resp, stop):
@@ -411,6 +434,8 @@ class Shipper:
         if resp.status_code >= 500 or resp.status_code == 429:
             await self._backoff(stop, ALARM_SHIP, f"ingest unavailable (HTTP {resp.status_code}); writes keep "
                                 "spooling", at_least=retry_after(resp))
+            return True
+        if await self._refused(resp, stop, f"batch {first}-{last}"):
             return True
         await self._backoff(stop, ALARM_SHIP,
                             f"ingest rejected batch {first}-{last}: HTTP {resp.status_code} {resp.text[:300]}")

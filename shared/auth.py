@@ -1,20 +1,37 @@
-"""Tenant tokens: the tenants file and bearer-token authentication.
+"""Credentials: the tenants file, scopes, rotation, revocation and bearer-token lookup.
 
 The file (``$DIALBACK_TENANTS_FILE``, default ``$DIALBACK_HOME/tenants.json``)
 holds only SHA-256 digests of tokens, never the tokens themselves::
 
-    {"tenants": {"<tenant>": {"token_sha256": "<hex>"}}}
+    {"version": 2,
+     "tenants": {"<tenant>": {"credentials": [
+         {"id": "c-1a2b3c4d", "sha256": "<hex>", "scopes": ["ingest"], "label": "agent",
+          "created": 1764036000.0, "not_after": null, "revoked": null}]}},
+     "provider": {"credentials": [{"id": ..., "scopes": ["provider"], ...}]}}
+
+The first version, ``{"tenants": {"<tenant>": {"token_sha256": "<hex>"}}}``, is
+still read: such a token is credential ``legacy`` with every tenant scope (it
+did everything before scopes existed). The next write stores it in the new form.
+
+Scopes (:data:`SCOPES`) say what a credential may do; a tenant credential
+acts only on its own tenant, a provider credential on every tenant. The check
+itself is :meth:`shared.bearer.Principal.require`, the one place every
+service asks.
 
 Contract:
 
-* :func:`create_tenant` generates a random token, stores its digest and
-  returns the token; it is shown once and cannot be recovered from the file.
-  Writers replace the file atomically under an exclusive lock, so readers
-  never see half a file and two writers never lose each other's tenants.
-* :class:`TenantAuth` answers "whose token is this?" and notices a changed
-  file (mtime, size, inode) on the next call, so new tenants work without a
-  restart. Digests are compared in constant time, against every tenant, so
-  timing reveals neither a digest nor which tenant came close.
+* :func:`create_tenant` / :func:`issue` generate a random token, store its
+  digest and return the token; it is shown once and cannot be recovered from
+  the file. Writers replace the file atomically under an exclusive lock, so
+  readers never see half a file and two writers never lose each other's work.
+* :func:`rotate` issues a new token with the same scopes and gives the old one
+  ``not_after = now + overlap``: both work during the overlap, then only the
+  new one. :func:`revoke` stops a token at once.
+* :class:`TenantAuth` answers "whose token is this, with which scopes?" and
+  notices a changed file (mtime, size, inode) on the next call, so new and
+  revoked credentials take effect without a restart; expiry is checked on
+  every call. Digests are compared in constant time, against every
+  credential, so timing reveals neither a digest nor which one came close.
 """
 
 from __future__ import annotations
@@ -29,8 +46,10 @@ import os
 import secrets
 import tempfile
 import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 from shared.config import default_home
 from shared.errors import DialbackError
@@ -39,6 +58,15 @@ from shared.tenancy import check_tenant
 log = logging.getLogger(__name__)
 
 TENANTS_FILE_ENV = "DIALBACK_TENANTS_FILE"
+
+INGEST = "ingest"      # an agent: register its groups, ship batches
+OPERATE = "operate"    # a tenant operator: list, recover, export, bookmark, DR tests, usage
+PROVIDER = "provider"  # the provider: licences, purge, hooks, credentials, views across tenants
+SCOPES = {INGEST: "agent: register groups and ship batches",
+          OPERATE: "tenant operator: list, recover, export, bookmark, burst and DR tests, usage",
+          PROVIDER: "provider: licences, purge, hooks, credentials of every tenant"}
+TENANT_SCOPES = frozenset({INGEST, OPERATE})
+LEGACY_ID = "legacy"
 
 
 class AuthError(DialbackError):
@@ -49,8 +77,67 @@ class TenantExists(AuthError):
     pass
 
 
+class UnknownTenant(AuthError):
+    pass
+
+
+class UnknownCredential(AuthError):
+    pass
+
+
 class TenantsFileError(AuthError):
     """The tenants file exists but cannot be read as a tenants file."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    id: str
+    sha256: str = field(repr=False)
+    scopes: tuple[str, ...]
+    created: float = 0.0
+    label: str | None = None
+    not_after: float | None = None  # set on rotation: valid until then (the overlap)
+    revoked: float | None = None
+
+    def valid_at(self, now: float) -> bool:
+        return self.revoked is None and (self.not_after is None or now < self.not_after)
+
+    def state(self, now: float) -> str:
+        if self.revoked is not None:
+            return "revoked"
+        if self.not_after is not None:
+            return "expiring" if now < self.not_after else "expired"
+        return "active"
+
+    def public(self, now: float) -> dict:
+        """What may be shown to anyone allowed to see the credential: never the digest."""
+        d = asdict(self)
+        del d["sha256"]
+        return {**d, "scopes": list(self.scopes), "state": self.state(now)}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a valid token belongs to: a tenant (None for the provider) and its scopes."""
+
+    tenant: str | None
+    scopes: frozenset[str]
+    credential: str
+
+
+@dataclass(frozen=True)
+class Issued:
+    credential: Credential
+    token: str = field(repr=False)
+
+
+@dataclass
+class Registry:
+    tenants: dict[str, list[Credential]] = field(default_factory=dict)
+    provider: list[Credential] = field(default_factory=list)
+
+    def credentials(self, tenant: str | None) -> list[Credential]:
+        return self.provider if tenant is None else self.tenants[tenant]
 
 
 def default_tenants_file() -> Path:
@@ -62,24 +149,56 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def read_tenants(path: Path) -> dict[str, str]:
-    """tenant -> token digest; a missing file means no tenants yet."""
+def check_scopes(scopes: Iterable[str], provider: bool) -> tuple[str, ...]:
+    allowed = {PROVIDER} if provider else TENANT_SCOPES
+    out = tuple(sorted(set(scopes)))
+    bad = [s for s in out if s not in allowed]
+    if not out or bad:
+        meaning = "; ".join(f"{k}: {SCOPES[k]}" for k in sorted(allowed))
+        raise AuthError(f"scopes {list(out)} are not valid for a {'provider' if provider else 'tenant'} "
+                        f"credential; choose from {sorted(allowed)} ({meaning})")
+    return out
+
+
+def _credential(d: dict) -> Credential:
+    return Credential(id=str(d["id"]), sha256=str(d["sha256"]), scopes=tuple(str(s) for s in d["scopes"]),
+                      created=float(d.get("created") or 0.0), label=d.get("label"),
+                      not_after=None if d.get("not_after") is None else float(d["not_after"]),
+                      revoked=None if d.get("revoked") is None else float(d["revoked"]))
+
+
+def _entry(entry: dict) -> list[Credential]:
+    creds = [_credential(c) for c in entry.get("credentials", [])]
+    if "token_sha256" in entry:  # version 1: one token that did everything
+        creds.insert(0, Credential(LEGACY_ID, str(entry["token_sha256"]), tuple(sorted(TENANT_SCOPES)),
+                                   label="from version 1"))
+    return creds
+
+
+def read_registry(path: Path) -> Registry:
+    """Every credential in the file; a missing file means none yet."""
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return {}
+        return Registry()
     try:
         doc = json.loads(raw)
-        tenants = doc["tenants"]
-        out = {name: str(entry["token_sha256"]) for name, entry in tenants.items()}
+        reg = Registry({name: _entry(entry) for name, entry in doc["tenants"].items()},
+                       [_credential(c) for c in doc.get("provider", {}).get("credentials", [])])
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise TenantsFileError(
             f"tenants file {path} is not valid ({err!r}); expected "
-            '{"tenants": {"<tenant>": {"token_sha256": "<hex>"}}} - fix or restore it'
+            '{"version": 2, "tenants": {"<tenant>": {"credentials": [...]}}} (or the version 1 form '
+            '{"tenants": {"<tenant>": {"token_sha256": "<hex>"}}}) - fix or restore it'
         ) from err
-    for name in out:
+    for name in reg.tenants:
         check_tenant(name)
-    return out
+    return reg
+
+
+def read_tenants(path: Path) -> dict[str, list[Credential]]:
+    """tenant -> its credentials; a missing file means no tenants yet."""
+    return read_registry(path).tenants
 
 
 @contextlib.contextmanager
@@ -95,8 +214,13 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _write(path: Path, tenants: dict[str, str]) -> None:
-    doc = {"tenants": {name: {"token_sha256": tenants[name]} for name in sorted(tenants)}}
+def _write(path: Path, reg: Registry) -> None:
+    def creds(cs: list[Credential]) -> list[dict]:
+        return [{**asdict(c), "scopes": list(c.scopes)} for c in cs]
+
+    doc = {"version": 2, "tenants": {n: {"credentials": creds(reg.tenants[n])} for n in sorted(reg.tenants)}}
+    if reg.provider:
+        doc["provider"] = {"credentials": creds(reg.provider)}
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -112,28 +236,101 @@ def _write(path: Path, tenants: dict[str, str]) -> None:
         raise
 
 
-def create_tenant(path: Path, name: str) -> str:
-    """Add tenant ``name`` with a fresh random token; returns the token."""
-    check_tenant(name)
+@contextlib.contextmanager
+def _editing(path: Path) -> Iterator[Registry]:
     path = Path(path)
     with _locked(path):
-        tenants = read_tenants(path)
-        if name in tenants:
+        reg = read_registry(path)
+        yield reg
+        _write(path, reg)
+
+
+def _new(scopes: tuple[str, ...], label: str | None, now: float) -> Issued:
+    token = secrets.token_urlsafe(32)
+    return Issued(Credential("c-" + secrets.token_hex(4), token_digest(token), scopes, now, label), token)
+
+
+def _owner(reg: Registry, tenant: str | None, path: Path) -> list[Credential]:
+    if tenant is not None and tenant not in reg.tenants:
+        raise UnknownTenant(f"no tenant {tenant!r} in {path}; create it with `dialback tenant create {tenant}`")
+    return reg.credentials(tenant)
+
+
+def create_tenant(path: Path, name: str, scopes: Iterable[str] = (INGEST,), label: str | None = "agent",
+                  clock: Callable[[], float] = time.time) -> str:
+    """Add tenant ``name`` with one fresh credential (an agent's by default); returns its token."""
+    check_tenant(name)
+    scopes = check_scopes(scopes, provider=False)
+    with _editing(path) as reg:
+        if name in reg.tenants:
             raise TenantExists(f"tenant {name!r} already exists in {path}; pick another name")
-        token = secrets.token_urlsafe(32)
-        tenants[name] = token_digest(token)
-        _write(path, tenants)
-    return token
+        issued = _new(scopes, label, clock())
+        reg.tenants[name] = [issued.credential]
+    return issued.token
+
+
+def issue(path: Path, tenant: str | None, scopes: Iterable[str], label: str | None = None,
+          clock: Callable[[], float] = time.time) -> Issued:
+    """A new credential for ``tenant`` (None: a provider credential); the token is returned once."""
+    scopes = check_scopes(scopes, provider=tenant is None)
+    with _editing(path) as reg:
+        creds = _owner(reg, tenant, path)
+        issued = _new(scopes, label, clock())
+        creds.append(issued.credential)
+    return issued
+
+
+def _find(creds: list[Credential], cred_id: str, tenant: str | None) -> int:
+    for i, c in enumerate(creds):
+        if c.id == cred_id:
+            return i
+    whose = f"tenant {tenant!r}" if tenant else "the provider"
+    raise UnknownCredential(f"{whose} has no credential {cred_id!r}; see `dialback token list`")
+
+
+def rotate(path: Path, tenant: str | None, cred_id: str, overlap_s: float,
+           clock: Callable[[], float] = time.time) -> Issued:
+    """A new token with the old one's scopes; the old one keeps working for ``overlap_s`` seconds."""
+    if overlap_s < 0:
+        raise AuthError(f"overlap must be 0 seconds or more, not {overlap_s}")
+    with _editing(path) as reg:
+        creds = _owner(reg, tenant, path)
+        i = _find(creds, cred_id, tenant)
+        now, old = clock(), creds[i]
+        if not old.valid_at(now):
+            raise AuthError(f"credential {cred_id!r} is {old.state(now)}; issue a new one with `dialback token create`")
+        end = now + overlap_s if old.not_after is None else min(old.not_after, now + overlap_s)
+        creds[i] = replace(old, not_after=end)
+        issued = _new(old.scopes, old.label, now)
+        creds.append(issued.credential)
+    return issued
+
+
+def revoke(path: Path, tenant: str | None, cred_id: str, clock: Callable[[], float] = time.time) -> Credential:
+    """Stop a credential now (idempotent: revoking twice keeps the first time)."""
+    with _editing(path) as reg:
+        creds = _owner(reg, tenant, path)
+        i = _find(creds, cred_id, tenant)
+        if creds[i].revoked is None:
+            creds[i] = replace(creds[i], revoked=clock())
+        return creds[i]
+
+
+def list_credentials(path: Path, tenant: str | None) -> list[Credential]:
+    reg = read_registry(Path(path))
+    return list(_owner(reg, tenant, path))
 
 
 class TenantAuth:
     """Bearer-token lookup over a tenants file that may change while running."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path) if path else default_tenants_file()
+        self.clock = clock
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
-        self._digests: dict[str, bytes] = {}
+        self._creds: list[tuple[bytes, str | None, Credential]] = []
+        self._tenants: list[str] = []
 
     def _refresh(self) -> None:
         try:
@@ -145,39 +342,45 @@ class TenantAuth:
             if stamp == self._stamp:
                 return
             if stamp is None:
-                self._digests, self._stamp = {}, None
+                self._creds, self._tenants, self._stamp = [], [], None
                 return
             try:
-                tenants = read_tenants(self.path)
+                reg = read_registry(self.path)
             except DialbackError as err:
                 # Keep the last good view: a hand-edit gone wrong should not
                 # lock every tenant out. The error is logged for the operator.
-                log.error("%s; still using the previous tenants", err)
+                log.error("%s; still using the previous credentials", err)
                 self._stamp = stamp
                 return
-            self._digests = {name: bytes.fromhex(d) if _is_hex(d) else b"" for name, d in tenants.items()}
+            owners = [(t, c) for t, cs in reg.tenants.items() for c in cs] + [(None, c) for c in reg.provider]
+            self._creds = [(_digest_bytes(c.sha256), t, c) for t, c in owners]
+            self._tenants = sorted(reg.tenants)
             self._stamp = stamp
 
-    def authenticate(self, token: str | None) -> str | None:
-        """The tenant whose token this is, or None."""
+    def identify(self, token: str | None) -> Identity | None:
+        """Who holds this token and with which scopes; None if unknown, revoked or past its overlap."""
         self._refresh()
         if not token:
             return None
         presented = hashlib.sha256(token.encode("utf-8")).digest()
         found = None
-        for name, digest in self._digests.items():
-            # No early exit: every tenant costs the same.
+        for digest, tenant, cred in self._creds:
+            # No early exit: every credential costs the same.
             if hmac.compare_digest(presented, digest) and found is None:
-                found = name
-        return found
+                found = (tenant, cred)
+        if found is None or not found[1].valid_at(self.clock()):
+            return None
+        tenant, cred = found
+        return Identity(tenant, frozenset(cred.scopes), cred.id)
 
     def tenants(self) -> list[str]:
         self._refresh()
-        return sorted(self._digests)
+        return list(self._tenants)
 
 
-def _is_hex(value: str) -> bool:
+def _digest_bytes(value: str) -> bytes:
     try:
-        return len(bytes.fromhex(value)) == 32
+        b = bytes.fromhex(value)
     except ValueError:
-        return False
+        return b""
+    return b if len(b) == 32 else b""

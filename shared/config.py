@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.tenancy import LICENSING_TOPIC
+
 
 def default_home() -> Path:
     """Where the local stack keeps state, logs and the generated env file."""
@@ -36,3 +38,5 @@ class CommonSettings(BaseSettings):
     s3_region: str = "us-east-1"
     bucket_prefix: str = Field("dialback-", description="tenant buckets are <prefix><tenant>")
     log_level: str = "INFO"
+    licensing_topic: str = Field(LICENSING_TOPIC, description="compacted topic of licence switches (metering "
+                                 "writes it; ingest, recovery and burst enforce it)")

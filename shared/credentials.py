@@ -29,12 +29,16 @@ class AgentCredentials:
     transport_key: bytes | None = field(default=None, repr=False)
 
 
+def _doc(creds: AgentCredentials) -> dict:
+    return {"version": 1, "tenant": creds.tenant, "token": creds.token,
+            "transport_key": base64.b64encode(creds.transport_key).decode() if creds.transport_key else None}
+
+
 def write_credentials(path: str | Path, creds: AgentCredentials) -> None:
     """Create ``path`` (0600); refuses to overwrite an existing file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"version": 1, "tenant": creds.tenant, "token": creds.token,
-           "transport_key": base64.b64encode(creds.transport_key).decode() if creds.transport_key else None}
+    doc = _doc(creds)
     try:
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -43,6 +47,25 @@ def write_credentials(path: str | Path, creds: AgentCredentials) -> None:
         json.dump(doc, f)
         f.write("\n")
     os.chmod(p, 0o600)
+
+
+def replace_credentials(path: str | Path, creds: AgentCredentials) -> None:
+    """Rewrite an existing credentials file atomically (0600), e.g. with a rotated token."""
+    import tempfile
+
+    p = Path(path)
+    doc = _doc(creds)
+    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", dir=p.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f)
+            f.write("\n")
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def read_credentials(path: str | Path) -> AgentCredentials:

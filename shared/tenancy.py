@@ -16,6 +16,7 @@ _VOLUME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 USAGE_TOPIC = "dialback.usage"
 BILLING_TOPIC = "dialback.billing"
+LICENSING_TOPIC = "dialback.licensing"  # compacted: one record per licence switch (shared.licences)
 
 
 def check_tenant(tenant: str) -> str:

@@ -86,7 +86,7 @@ class Pipeline:
     env: dict[str, str]
     home: Path
     tenant: str
-    token: str
+    token: str  # the tenant operator's (recovery, exports); agents read theirs from `credentials`
     credentials: Path | None = None
     ports: dict[str, int] = field(default_factory=dict)
     services: dict[str, Managed] = field(default_factory=dict)
@@ -106,8 +106,10 @@ class Pipeline:
             crypto = {"DIALBACK_MASTER_KEY_FILE": str(master), "DIALBACK_KEYRING_FILE": str(keyring)}
             ring = Keyring(load_master_key(master), keyring)
         credentials = home / f"{tenant}.credentials.json"
+        # the agents read their (ingest-only) token from the credentials file; the pipeline's own calls
+        # (points, recoveries, exports) use the tenant operator's token
         token = create_tenant_with_credentials(tenants_file, tenant, credentials, ring,
-                                               stack_env.get("DIALBACK_BUCKET_PREFIX", "dialback-")).token
+                                               stack_env.get("DIALBACK_BUCKET_PREFIX", "dialback-")).operator_token
         ports = {"ingest": free_port(), "recovery": free_port(), "retention": free_port()}
         env = {
             **stack_env,

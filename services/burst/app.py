@@ -16,6 +16,7 @@ from services.burst.service import BurstService
 from services.burst.usage import BurstUsage
 from shared.auth import TenantAuth
 from shared.bearer import Authenticator
+from shared.licences import AllOn, LicenceView, LicenceWatch
 
 
 def build_engine(settings: BurstSettings, provider: Provider | None = None, images: ImageSource | None = None,
@@ -48,22 +49,34 @@ def image_source(settings: BurstSettings) -> ImageSource:
 
 
 def create_app(settings: BurstSettings | None = None, engine: Engine | None = None,
-               auth: Authenticator | None = None) -> FastAPI:
-    """``auth`` answers "whose token is this?" (default: the tenants file of the settings)."""
+               auth: Authenticator | None = None, licences: LicenceView | None = None) -> FastAPI:
+    """``auth`` answers "whose token is this?" (default: the tenants file of the settings); ``licences``
+    what is switched on (default: the licensing topic when the engine is built here and emits usage to
+    Kafka, else all on)."""
     settings = settings or BurstSettings()
     admin_token = settings.admin_token()  # a placeholder is refused before anything starts
+    if licences is None:
+        # an engine built here reaches Kafka when it emits usage, and so does its licence view; an engine
+        # handed in (tests, embedding) comes with its caller's licences, or all on
+        on_kafka = engine is None and settings.burst_usage
+        licences = LicenceWatch(settings.kafka_bootstrap, settings.licensing_topic) if on_kafka else AllOn()
     svc = BurstService(engine or build_engine(settings), tick_seconds=settings.burst_tick_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         svc.start()  # the first tick resumes whatever a previous process left unfinished
+        if isinstance(licences, LicenceWatch):
+            licences.start()
         yield
         svc.stop()
+        if isinstance(licences, LicenceWatch):
+            licences.close()
 
     app = FastAPI(title="Dialback burst", version="1", lifespan=lifespan)
     app.state.burst = svc
     app.state.auth = auth or TenantAuth(settings.resolved_tenants_file())
     app.state.admin_token = admin_token
+    app.state.licences = licences
     app.state.failback_root = settings.burst_failback_root
     app.include_router(health.router)
     app.include_router(operations.router)

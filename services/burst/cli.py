@@ -25,7 +25,7 @@ def _url() -> str:
 
 def _headers(token: str | None) -> dict[str, str]:
     if not token:
-        console.print("[red]error:[/] no token: give --token T or set DIALBACK_TOKEN (the tenant's token from "
+        console.print("[red]error:[/] no token: give --token T or set DIALBACK_TOKEN (the tenant's operator token from "
                       "`dialback tenant create`, or the provider's DIALBACK_BURST_ADMIN_TOKEN)")
         raise typer.Exit(2)
     return {"Authorization": f"Bearer {token}"}

@@ -18,6 +18,7 @@ from services.ingest.service import IngestService
 from services.ingest.transport import TransportKeys
 from services.ingest.usage import SOURCE, IngestUsage
 from shared.auth import TenantAuth
+from shared.licences import AllOn, LicenceView, LicenceWatch
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,10 @@ def kafka_usage(settings: IngestSettings) -> IngestUsage:
 def create_app(settings: IngestSettings | None = None, *, writes: WritesLog | None = None,
                control: ControlLog | None = None, auth: TenantAuth | None = None,
                preload: bool = True, keys: TransportKeys | None = None,
-               usage: IngestUsage | None = None) -> FastAPI:
+               usage: IngestUsage | None = None, licences: LicenceView | None = None) -> FastAPI:
     """Build the app; ``writes``/``control`` default to the Kafka adapters, ``keys`` to the
-    keyring of DIALBACK_MASTER_KEY_FILE, ``usage`` to Kafka when ingest uses Kafka (DIALBACK_INGEST_USAGE)."""
+    keyring of DIALBACK_MASTER_KEY_FILE, ``usage`` to Kafka when ingest uses Kafka (DIALBACK_INGEST_USAGE),
+    ``licences`` to the licensing topic when ingest uses Kafka (else every group is licensed)."""
     from shared.objectstore.factory import keyring_from_env
 
     settings = settings or IngestSettings()
@@ -69,6 +71,8 @@ def create_app(settings: IngestSettings | None = None, *, writes: WritesLog | No
     if usage is None and (settings.ingest_usage or (settings.ingest_usage is None and on_kafka)):
         usage = kafka_usage(settings)
     auth = auth or TenantAuth(settings.resolved_tenants_file())
+    if licences is None:
+        licences = LicenceWatch(settings.kafka_bootstrap, settings.licensing_topic) if on_kafka else AllOn()
     keys = keys or TransportKeys(keyring_from_env())
     service = IngestService(writes, control, IngestMetrics(), keys=keys, usage=usage,
                             reorder_wait_s=settings.ingest_reorder_wait_s,
@@ -76,6 +80,8 @@ def create_app(settings: IngestSettings | None = None, *, writes: WritesLog | No
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
+        if isinstance(licences, LicenceWatch):
+            licences.start()
         if preload:
             # Replaying every known tenant now makes the first request fast;
             # a tenant that fails here is loaded on its first request instead.
@@ -88,10 +94,13 @@ def create_app(settings: IngestSettings | None = None, *, writes: WritesLog | No
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
         service.close()
+        if isinstance(licences, LicenceWatch):
+            licences.close()
 
     app = FastAPI(title="Dialback ingest", version="1", lifespan=lifespan)
     app.state.settings, app.state.service, app.state.auth = settings, service, auth
     app.state.inflight = InflightBytes(*settings.inflight_caps())
+    app.state.licences = licences
     app.add_exception_handler(GapHTTPException, gap_handler)
     app.add_exception_handler(IncarnationHTTPException, incarnation_handler)
     for r in (health.router, groups.router, batches.router):

@@ -18,7 +18,7 @@ TenantsFile = Annotated[
 
 
 def register(app: typer.Typer) -> None:
-    tenant = typer.Typer(help="Tenants and their agent tokens.", no_args_is_help=True)
+    tenant = typer.Typer(help="Tenants and their credentials (see also `dialback token`).", no_args_is_help=True)
     err = Console(stderr=True)
 
     @tenant.command("create")
@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         master_key_file: Annotated[Optional[Path], typer.Option(
             help="default: $DIALBACK_MASTER_KEY_FILE; without one the tenant ships plaintext")] = None,
     ) -> None:
-        """Create tenant NAME; write its agent credentials file and print its token (shown only this once)."""
+        """Create tenant NAME: write its agent credentials file (ingest only) and print its operator token (once)."""
         from services.ingest.provision import create_tenant_with_credentials
         from shared.credentials import CredentialsError
         from shared.crypto.keyring import Keyring, KeyringError, load_master_key
@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
                 ring = Keyring(load_master_key(master_key_file), ring_path)
             else:
                 ring = keyring_from_env()
-            creds = create_tenant_with_credentials(path, name, creds_path, ring, CommonSettings().bucket_prefix)
+            made = create_tenant_with_credentials(path, name, creds_path, ring, CommonSettings().bucket_prefix)
         except (TenantExists, InvalidName, TenantsFileError, CredentialsError, KeyringError, OSError) as e:
             err.print(f"[red]error:[/red] {e}")
             raise typer.Exit(1) from e
@@ -53,9 +53,11 @@ def register(app: typer.Typer) -> None:
             err.print("[yellow]warning:[/yellow] no master key (DIALBACK_MASTER_KEY_FILE): this tenant has no "
                       "transport key and its agents ship batches unencrypted")
         err.print(f"tenant {name} created in {path}; agent credentials written to {creds_path} (0600): hand "
-                  "that file to the agent (--credentials). The token is shown only once:")
-        # The token alone on stdout, so scripts can capture it.
-        print(creds.token)
+                  "that file to the agent (--credentials); it can only register groups and ship batches.\n"
+                  f"The tenant operator token (credential {made.operator_id}: list, recover, export, burst; "
+                  "keep it off the protected servers) is shown only once:")
+        # The operator token alone on stdout, so scripts can capture it.
+        print(made.operator_token)
 
     @tenant.command("list")
     def list_(tenants_file: TenantsFile = None) -> None:

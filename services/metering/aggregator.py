@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass, field
 
 from shared.usage import METERS, LICENSE_METER, InvalidUsageEvent, Kind, parse_fields, subject_group
-from services.metering.licensing import LicenceBook
+from shared.licences import LicenceBook
 from services.metering.lines import HOUR, BillingLine, hour_iso, line_id
 
 IDS_PER_RECORD = 4000  # keeps each changelog record far below Kafka's 1 MiB message limit

@@ -1,4 +1,4 @@
-"""The metering HTTP API: usage (tenant and provider views, JSON/CSV), licences, health, metrics."""
+"""The metering HTTP API: usage (tenant and provider views, JSON/CSV), licences, credentials, health, metrics."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.metering import metrics  # noqa: F401  (registers the service metrics on /metrics)
-from services.metering.api import licences, usage
+from services.metering.api import credentials, licences, usage
 from services.metering.api.deps import Authenticator
 from services.metering.feed import BillingFeed
-from services.metering.licensing import LicenceBook
+from shared.licences import LicenceBook
 
 
 def create_app(feed: BillingFeed, book: LicenceBook, auth: Authenticator, admin_token: str | None,
@@ -20,6 +20,8 @@ def create_app(feed: BillingFeed, book: LicenceBook, auth: Authenticator, admin_
     app.state.admin_token, app.state.switch = admin_token, switch
     app.include_router(usage.router)
     app.include_router(licences.router)
+    if hasattr(auth, "path"):  # a tenants file to manage (not for an in-memory authenticator)
+        app.include_router(credentials.router)
 
     @app.get("/healthz")
     def healthz():

@@ -20,11 +20,14 @@ def _url(url: str | None) -> str:
     return f"http://{s.metering_host}:{s.metering_port}"
 
 
-def _token(token: str | None) -> str:
-    tok = token or os.environ.get("DIALBACK_TOKEN") or os.environ.get("DIALBACK_METERING_ADMIN_TOKEN")
+def _token(token: str | None, provider: bool = False) -> str:
+    env = ("DIALBACK_METERING_ADMIN_TOKEN", "DIALBACK_TOKEN") if provider else \
+        ("DIALBACK_TOKEN", "DIALBACK_METERING_ADMIN_TOKEN")
+    tok = token or next((os.environ[e] for e in env if os.environ.get(e)), None)
     if not tok:
-        raise typer.BadParameter("give --token (a tenant token, or the provider's admin token), or set "
-                                 "DIALBACK_TOKEN", param_hint="--token")
+        what = "a provider credential (DIALBACK_METERING_ADMIN_TOKEN)" if provider else \
+            "a tenant operator token, or the provider's admin token"
+        raise typer.BadParameter(f"give --token ({what}), or set {' or '.join(env)}", param_hint="--token")
     return tok
 
 
@@ -96,11 +99,12 @@ def register(app: typer.Typer) -> None:
                           f"{row['quantity']:,}", row["unit"], str(row["corrections"]))
         Console().print(table)
 
-    license_app = typer.Typer(help="Switch protection, instant access or burst on or off (hourly charges).")
+    license_app = typer.Typer(help="Switch protection, instant access or burst on or off (hourly charges; "
+                                   "a provider credential: default $DIALBACK_METERING_ADMIN_TOKEN).")
 
     def _switch(enabled: bool, tenant: str, feature: Feature, group: str | None, url: str | None,
                 token: str | None) -> None:
-        r = _call("PUT", f"{_url(url)}/v1/tenants/{tenant}/licences/{feature.value}", _token(token),
+        r = _call("PUT", f"{_url(url)}/v1/tenants/{tenant}/licences/{feature.value}", _token(token, provider=True),
                   json={"enabled": enabled, "group": group})
         lic = r.json()
         scope = f"group {group}" if group else "the whole tenant"

@@ -22,7 +22,6 @@ class MeteringSettings(CommonSettings):
     billing_topic: str = BILLING_TOPIC
     dlq_topic: str = DLQ_TOPIC
     metering_state_topic: str = "dialback.metering.state"
-    licensing_topic: str = "dialback.licensing"
     metering_lateness_s: float = Field(300.0, ge=0, description="an hour closes this long after it ends")
     metering_horizon_s: float = Field(48 * 3600.0, gt=0, description="dedupe ids kept this long; older events "
                                                                      "are rejected as too late")

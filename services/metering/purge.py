@@ -26,7 +26,7 @@ from shared.objectstore import ObjectStore
 from shared.tenancy import tenant_bucket
 from shared.usage import Feature, Meter, subject
 from services.metering import metrics
-from services.metering.licensing import LicenceBook
+from shared.licences import LicenceBook
 
 log = logging.getLogger(__name__)
 PURGE_NAMESPACE = uuid.UUID("0d7e6a52-3c5b-5b8e-8f0e-6b8a2f4c9e31")

@@ -31,8 +31,8 @@ from shared.bus.kafka import BusError, consumer, ensure_topics, producer_config
 from services.metering import metrics
 from services.metering.aggregator import Aggregator, Output
 from services.metering.config import MeteringSettings
-from services.metering.kafkaio import Tail, replay
-from services.metering.licensing import LicenceBook
+from shared.bus.tail import Tail, replay
+from shared.licences import LicenceBook
 
 log = logging.getLogger(__name__)
 

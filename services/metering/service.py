@@ -15,8 +15,8 @@ from shared.usage import Feature, UsageEmitter
 from services.metering.app import create_app
 from services.metering.config import MeteringSettings
 from services.metering.feed import BillingFeed
-from services.metering.kafkaio import Tail
-from services.metering.licensing import Licence, LicenceBook
+from shared.bus.tail import Tail
+from shared.licences import Licence, LicenceBook
 from services.metering.runner import MeteringRunner, ensure_metering_topics
 
 log = logging.getLogger(__name__)

@@ -20,13 +20,16 @@ from services.recovery.instant.registry import ExportRegistry
 from services.recovery.service import Recovery
 from services.recovery.usage import ImageUsage
 from shared.journal import JournalError
+from shared.licences import AllOn, LicenceView
 from shared.objectstore import ObjectStore, ObjectStoreError
 from shared.objectstore.cached import CachedObjectStore
 
 
 def create_app(store: ObjectStore, auth: Authenticator, settings: RecoverySettings | None = None,
-               emitter=None) -> FastAPI:
-    """``emitter``: where usage events go (default: Kafka when DIALBACK_RECOVERY_USAGE is true, else nowhere)."""
+               emitter=None, licences: LicenceView | None = None) -> FastAPI:
+    """``emitter``: where usage events go (default: Kafka when DIALBACK_RECOVERY_USAGE is true, else nowhere);
+    ``licences``: what is switched on (default: every licence on; ``python -m services.recovery`` follows
+    the licensing topic)."""
     settings = settings or RecoverySettings()
     if emitter is None and settings.recovery_usage:
         from shared.usage import UsageEmitter
@@ -55,6 +58,7 @@ def create_app(store: ObjectStore, auth: Authenticator, settings: RecoverySettin
     app.state.recovery = recovery
     app.state.exports = exports
     app.state.auth = auth
+    app.state.licences = licences or AllOn()
     app.include_router(router)
     app.include_router(exports_router)
 

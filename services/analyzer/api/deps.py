@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Query, Request
 from services.analyzer.config import AnalyzerSettings
 from services.analyzer.metrics import AnalyzerMetrics
 from services.analyzer.profiles import ProfileStore
+from shared.auth import OPERATE
 from shared.bearer import CurrentPrincipal
 from shared.errors import InvalidName
 from shared.tenancy import check_tenant
@@ -37,8 +38,8 @@ def owner(who: CurrentPrincipal, tenant: Annotated[str | None, Query(
             return check_tenant(tenant)
         except InvalidName as err:
             raise HTTPException(422, str(err)) from err
-    if tenant is not None and tenant != who.tenant:
-        raise HTTPException(404, "no such profile(s) under this token; use that tenant's token")
+    who.require(OPERATE, tenant if tenant is not None else who.tenant,
+                not_found="no such profile(s) under this token; use that tenant's token")
     return who.tenant
 
 

@@ -1,4 +1,4 @@
-"""Request dependencies: who is asking (bearer token -> tenant, or the provider's admin token)."""
+"""Request dependencies: who is asking, checked by shared.bearer (tenant operator or provider credential)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException
 
+from shared.auth import OPERATE, PROVIDER
 from shared.bearer import Authenticator, CurrentPrincipal, Principal, principal  # noqa: F401 - re-exported
 
 
 def tenant_scope(tenant: str, who: CurrentPrincipal) -> str:
     # Same answer for "not yours" and "does not exist": nothing is inferred about other tenants.
-    if not who.may_read(tenant):
-        raise HTTPException(404, f"no usage for tenant {tenant!r} under this token")
+    who.require(OPERATE, tenant, not_found=f"no usage for tenant {tenant!r} under this token")
     return tenant
 
 
@@ -20,10 +20,22 @@ TenantScope = Annotated[str, Depends(tenant_scope)]
 
 
 def admin_only(who: CurrentPrincipal) -> Principal:
-    if not who.admin:
-        raise HTTPException(403, "the view across tenants needs the provider's admin token "
-                                 "(DIALBACK_METERING_ADMIN_TOKEN); tenants use /v1/tenants/{tenant}/usage")
+    if not who.allows(PROVIDER):
+        raise HTTPException(403, "this needs a provider credential (DIALBACK_METERING_ADMIN_TOKEN or "
+                                 "`dialback token create --provider`): the view across tenants, licence "
+                                 "switches and credentials are the provider's; tenants read "
+                                 "/v1/tenants/{tenant}/usage and /v1/tenants/{tenant}/licences")
     return who
 
 
 Admin = Annotated[Principal, Depends(admin_only)]
+
+
+def provider_for(tenant: str, who: CurrentPrincipal) -> str:
+    """A provider-only route about one tenant: the tenant's own operator learns it is forbidden, others 404."""
+    who.require(OPERATE, tenant, not_found=f"no tenant {tenant!r} under this token")
+    admin_only(who)
+    return tenant
+
+
+ProviderFor = Annotated[str, Depends(provider_for)]

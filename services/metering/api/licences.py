@@ -1,11 +1,15 @@
-"""Licences: switch protection, instant access and burst on or off, per tenant or per group."""
+"""Licences: switch protection, instant access and burst on or off, per tenant or per group.
+
+A tenant's operator may read its licences; only a provider credential switches them (a tenant
+switching its own protection off would stop it and, after the grace period, purge its data).
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 
-from services.metering.api.deps import TenantScope
+from services.metering.api.deps import ProviderFor, TenantScope
 from shared.errors import InvalidName
 from shared.usage import Feature
 
@@ -24,7 +28,7 @@ def list_licences(request: Request, tenant: TenantScope):
 
 
 @router.put("/v1/tenants/{tenant}/licences/{feature}")
-def switch(request: Request, tenant: TenantScope, feature: Feature, body: Switch):
+def switch(request: Request, tenant: ProviderFor, feature: Feature, body: Switch):
     """On: charged from the current hour. Off: meters stop from the next hour; data kept for the grace period."""
     try:
         lic = request.app.state.switch(tenant, feature, body.group, body.enabled)

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from services.recovery.api.deps import CurrentTenant
+from services.recovery.api.deps import CurrentTenant, check_licence
 from services.recovery.api.routes import AtModel
 from services.recovery.errors import BadRequest
 from services.recovery.instant.registry import ExportRegistry
 from services.recovery.planner import At
+from shared.usage import Feature
 
 router = APIRouter(prefix="/v1")
 
@@ -41,8 +42,10 @@ def check_request(body: ExportRequest) -> At | None:
 
 
 @router.post("/groups/{group}/exports", status_code=201)
-async def create_export(group: str, body: ExportRequest, tenant: CurrentTenant, exports: Exports) -> dict:
+async def create_export(group: str, body: ExportRequest, tenant: CurrentTenant, exports: Exports,
+                        request: Request) -> dict:
     at = check_request(body)
+    check_licence(request, tenant, Feature.INSTANT_ACCESS, group)
     exp = await run_in_threadpool(exports.create, tenant, group, body.volume, at, body.mode)
     return exp.to_dict()
 

@@ -9,7 +9,7 @@ from agent.profile import synthetic as syn
 from agent.profile.format import HEADER_SIZE, RECORD_SIZE
 from services.analyzer.app import create_app
 from services.analyzer.config import AnalyzerSettings
-from shared.auth import create_tenant
+from shared.auth import OPERATE, create_tenant
 
 MB = 1e6
 
@@ -17,7 +17,7 @@ MB = 1e6
 @pytest.fixture
 def client(tmp_path):
     tenants = tmp_path / "tenants.json"
-    token = create_tenant(tenants, "acme")
+    token = create_tenant(tenants, "acme", scopes=(OPERATE,), label="operator")
     settings = AnalyzerSettings(analyzer_profile_dir=tmp_path / "store", analyzer_max_upload_mb=1,
                                 tenants_file=tenants)
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"}) as c:

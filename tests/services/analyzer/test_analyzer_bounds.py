@@ -18,7 +18,7 @@ from agent.profile.format import Header
 from deploy.local.process import free_port
 from services.analyzer.app import create_app
 from services.analyzer.config import AnalyzerSettings
-from shared.auth import create_tenant
+from shared.auth import OPERATE, create_tenant
 
 MB = 1e6
 ADMIN = "analyzer-admin-token-4242424242"
@@ -27,7 +27,7 @@ ADMIN = "analyzer-admin-token-4242424242"
 @pytest.fixture
 def world(tmp_path):
     tenants = tmp_path / "tenants.json"
-    tokens = {t: create_tenant(tenants, t) for t in ("acme", "globex")}
+    tokens = {t: create_tenant(tenants, t, scopes=(OPERATE,), label="operator") for t in ("acme", "globex")}
     settings = AnalyzerSettings(analyzer_profile_dir=tmp_path / "store", analyzer_max_upload_mb=1,
                                 analyzer_max_profiles_per_tenant=2, tenants_file=tenants, analyzer_token=ADMIN)
     return settings, tokens

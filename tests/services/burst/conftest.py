@@ -10,7 +10,7 @@ import pytest
 
 from services.burst.images import FileImageSource
 from services.burst.provider.memory import MemoryProvider
-from shared.auth import create_tenant
+from shared.auth import OPERATE, create_tenant
 from tests.fixtures_openstack import openstack_cloud  # noqa: F401 - session fixture re-exported
 from tests.services.burst.rawimage import RawImage, put_point
 
@@ -62,4 +62,5 @@ class Tokens:
 @pytest.fixture(scope="session")
 def tokens(tmp_path_factory) -> Tokens:
     path = tmp_path_factory.mktemp("burst-auth") / "tenants.json"
-    return Tokens(path, create_tenant(path, TENANT), create_tenant(path, "globex"), secrets.token_urlsafe(32))
+    return Tokens(path, create_tenant(path, TENANT, scopes=[OPERATE]),
+                  create_tenant(path, "globex", scopes=[OPERATE]), secrets.token_urlsafe(32))

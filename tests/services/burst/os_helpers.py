@@ -14,7 +14,7 @@ import httpx
 import openstack
 
 from deploy.local.process import free_port
-from shared.auth import create_tenant
+from shared.auth import OPERATE, create_tenant
 
 
 def sdk(cloud) -> openstack.connection.Connection:
@@ -76,8 +76,8 @@ class BurstProcess:
             return {}
         path = self.state_dir.parent / f"burst-{self.port}-tenants.json"
         if self.token is None:
-            self.token = create_tenant(path, self.tenant)
-            self.intruder_token = create_tenant(path, "intruder")
+            self.token = create_tenant(path, self.tenant, scopes=[OPERATE])
+            self.intruder_token = create_tenant(path, "intruder", scopes=[OPERATE])
         return {"DIALBACK_TENANTS_FILE": str(path)}
 
     def start(self) -> None:

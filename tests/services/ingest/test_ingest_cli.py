@@ -6,7 +6,7 @@ import typer
 from typer.testing import CliRunner
 
 from services.ingest.cli import register
-from shared.auth import TenantAuth, read_tenants
+from shared.auth import INGEST, OPERATE, TenantAuth, read_tenants
 from shared.credentials import read_credentials
 from shared.crypto.keyring import Keyring, ensure_master_key, load_master_key, transport_entry
 
@@ -17,7 +17,7 @@ def make_app() -> typer.Typer:
     return app
 
 
-def test_create_prints_token_once_and_list_shows_names(tmp_path, monkeypatch):
+def test_create_prints_operator_token_once_writes_agent_token_and_list_shows_names(tmp_path, monkeypatch):
     path = tmp_path / "tenants.json"
     monkeypatch.chdir(tmp_path)  # credentials files land in the working directory by default
     monkeypatch.delenv("DIALBACK_MASTER_KEY_FILE", raising=False)
@@ -27,9 +27,15 @@ def test_create_prints_token_once_and_list_shows_names(tmp_path, monkeypatch):
     r = runner.invoke(app, ["tenant", "create", "acme"])
     assert r.exit_code == 0, r.output
     token = r.stdout.strip().splitlines()[-1]
-    assert TenantAuth(path).authenticate(token) == "acme"
+    auth = TenantAuth(path)
+    operator = auth.identify(token)
+    assert operator.tenant == "acme" and operator.scopes == {OPERATE}
     assert "unencrypted" in r.output  # no master key: the operator is told
-    assert read_credentials(tmp_path / "acme.credentials.json").transport_key is None
+    agent = read_credentials(tmp_path / "acme.credentials.json")
+    assert agent.transport_key is None and agent.token != token
+    # the file on the protected server can only ship: it is an agent credential
+    assert auth.identify(agent.token).scopes == {INGEST}
+    assert agent.token not in r.output
     again = runner.invoke(app, ["tenant", "create", "acme"])
     assert again.exit_code == 1 and "already exists" in again.output
     bad = runner.invoke(app, ["tenant", "create", "Not_Valid"])
@@ -55,7 +61,8 @@ def test_create_with_master_key_writes_credentials_with_transport_key(tmp_path, 
                                         "--credentials", str(creds_path)])
     assert r.exit_code == 0, r.output
     creds = read_credentials(creds_path)
-    assert creds.token == r.stdout.strip().splitlines()[-1]
+    assert TenantAuth(path).identify(creds.token).scopes == {INGEST}
+    assert TenantAuth(path).identify(r.stdout.strip().splitlines()[-1]).scopes == {OPERATE}
     ring = Keyring(load_master_key(master), tmp_path / "keyring.json")
     assert ring.find(transport_entry("acme")) == creds.transport_key
     assert creds.transport_key.hex() not in r.output

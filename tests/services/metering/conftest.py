@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from deploy.local.process import free_port
-from shared.auth import create_tenant
+from shared.auth import OPERATE, create_tenant
 from shared.bus.kafka import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -28,7 +28,7 @@ def metering_factory(kafka_bootstrap, tmp_path):
     def factory(tenants, extra_env: dict | None = None):
         sfx = uuid.uuid4().hex[:8]
         tenants_file = tmp_path / f"tenants-{sfx}.json"
-        tokens = {t: create_tenant(tenants_file, t) for t in tenants}
+        tokens = {t: create_tenant(tenants_file, t, scopes=[OPERATE]) for t in tenants}
         env = {
             **os.environ,
             "DIALBACK_KAFKA_BOOTSTRAP": kafka_bootstrap,

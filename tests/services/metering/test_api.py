@@ -5,9 +5,9 @@ from fastapi.testclient import TestClient
 
 from services.metering.app import create_app
 from services.metering.feed import BillingFeed
-from services.metering.licensing import LicenceBook
+from shared.licences import LicenceBook
 from services.metering.lines import BillingLine
-from shared.auth import TenantAuth, create_tenant
+from shared.auth import OPERATE, TenantAuth, create_tenant
 
 from tests.services.metering.helpers import at
 
@@ -24,7 +24,7 @@ def line(tenant, meter, hour_off, q, type="usage", subj=None, **kw):
 @pytest.fixture
 def client(tmp_path):
     path = tmp_path / "tenants.json"
-    tokens = {t: create_tenant(path, t) for t in ("acme", "globex")}
+    tokens = {t: create_tenant(path, t, scopes=[OPERATE]) for t in ("acme", "globex")}
     feed = BillingFeed()
     for ln in [line("acme", "ingest.bytes", 0, 100), line("acme", "ingest.bytes", 1, 50),
                line("acme", "ingest.bytes", 1, 7, type="correction"), line("acme", "ingest.bytes", 25, 1000),
@@ -101,18 +101,42 @@ def test_bad_queries_say_what_to_fix(client, params, fragment):
     assert r.status_code == 422
 
 
-def test_licence_switch_is_scoped_to_the_tenant(client):
+def test_only_the_provider_switches_licences(client):
     h = {"Authorization": f"Bearer {client.tokens['acme']}"}
-    r = client.put("/v1/tenants/acme/licences/protection", json={"enabled": False, "group": "g1"}, headers=h)
+    admin = {"Authorization": "Bearer admin-secret"}
+    body = {"enabled": False, "group": "g1"}
+    # the tenant's own operator may not switch its protection off (that would purge its data later)
+    r = client.put("/v1/tenants/acme/licences/protection", json=body, headers=h)
+    assert r.status_code == 403 and "provider credential" in r.json()["detail"]
+    # another tenant's licences: the same 404 as a tenant that does not exist
+    assert client.put("/v1/tenants/globex/licences/burst", json={"enabled": False}, headers=h).status_code == 404
+    assert client.switched == []
+    r = client.put("/v1/tenants/acme/licences/protection", json=body, headers=admin)
     assert r.status_code == 200 and r.json()["enabled"] is False
     assert client.switched == [("acme", "protection", "g1", False)]
-    assert client.put("/v1/tenants/globex/licences/burst", json={"enabled": False}, headers=h).status_code == 404
-    assert client.put("/v1/tenants/acme/licences/teleport", json={"enabled": True}, headers=h).status_code == 422
-    bad = client.put("/v1/tenants/acme/licences/burst", json={"enabled": True, "group": "../x"}, headers=h)
+    assert client.put("/v1/tenants/acme/licences/teleport", json={"enabled": True}, headers=admin).status_code == 422
+    bad = client.put("/v1/tenants/acme/licences/burst", json={"enabled": True, "group": "../x"}, headers=admin)
     assert bad.status_code == 422
+    # the tenant reads its licences
     lics = client.get("/v1/tenants/acme/licences", headers=h).json()["licences"]
     assert [(x["feature"], x["group"], x["enabled"]) for x in lics] == [("protection", "g1", False)]
+    assert client.get("/v1/tenants/globex/licences", headers=h).status_code == 404
     assert len(client.switched) == 1
+
+
+def test_an_agent_credential_reads_no_usage_and_switches_nothing(client, tmp_path):
+    from shared.auth import issue
+
+    agent = issue(client.app.state.auth.path, "acme", ["ingest"]).token
+    h = {"Authorization": f"Bearer {agent}"}
+    r = get(client, "/v1/tenants/acme/usage", agent, **DAY)
+    assert r.status_code == 403 and "operator credential" in r.json()["detail"]
+    assert get(client, "/v1/tenants/acme/lines", agent).status_code == 403
+    assert client.get("/v1/tenants/acme/licences", headers=h).status_code == 403
+    assert client.put("/v1/tenants/acme/licences/protection", json={"enabled": False}, headers=h).status_code == 403
+    assert get(client, "/v1/tenants/globex/usage", agent, **DAY).status_code == 404
+    assert get(client, "/v1/usage", agent, **DAY).status_code == 403
+    assert client.switched == []
 
 
 def test_health_and_metrics(client):

@@ -1,7 +1,7 @@
 """Licences: the one-hour rule, enforcement in the aggregator, and licence-hour lines."""
 
 from services.metering.aggregator import Aggregator, Policy
-from services.metering.licensing import Licence, LicenceBook
+from shared.licences import Licence, LicenceBook
 from shared.usage import Feature, Meter
 
 from tests.services.metering.helpers import at, ev
@@ -57,3 +57,18 @@ def test_licence_hours_are_charged_per_started_hour():
     charged = [(ln.hour, ln.quantity, ln.meter) for ln in out.lines if ln.type == "licence"]
     # on 01:50, off 03:05: hours 1, 2 and 3 are charged, one hour each
     assert charged == [(h(x), 1, "license.instant_access.hours") for x in (1, 2, 3)]
+
+
+def test_enabled_now_is_immediate_and_needs_tenant_and_group_on():
+    """What services enforce: the switch as it is now (the hour rule above is for charges)."""
+    book = LicenceBook()
+    assert book.enabled_now("acme", Feature.PROTECTION, "g1")  # no record: on
+    for group, enabled, t in ((None, False, 10.0), ("g1", True, 20.0)):
+        lic = book.switch("acme", Feature.PROTECTION, group, enabled, at(0).timestamp() + t)
+        book.apply_record(lic.key, lic.to_json())
+    assert not book.enabled_now("acme", Feature.PROTECTION, "g1")  # the tenant's switch is off
+    assert not book.enabled_now("acme", Feature.PROTECTION)
+    lic = book.switch("acme", Feature.PROTECTION, None, True, at(0).timestamp() + 30)
+    book.apply_record(lic.key, lic.to_json())
+    assert book.enabled_now("acme", Feature.PROTECTION, "g1")
+    assert book.enabled_now("globex", Feature.PROTECTION, "g1")

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from services.metering.kafkaio import replay
+from shared.bus.tail import replay
 from services.metering.lines import BillingLine
 from shared.usage import Meter, UsageEmitter, new_event, subject
 
@@ -37,10 +37,12 @@ def test_switch_off_stops_meters_next_hour_and_purges_after_grace(metering_facto
     minio_store.put(bucket, "groups/g2/manifest.json", b"{}")
     m.start()
     token = m.tokens[tenant]
-    r = m.put(f"/v1/tenants/{tenant}/licences/protection", token, {"enabled": False, "group": "g1"})
+    # the tenant's operator may not switch its own protection off; the provider may
+    assert m.put(f"/v1/tenants/{tenant}/licences/protection", token, {"enabled": False}).status_code == 403
+    r = m.put(f"/v1/tenants/{tenant}/licences/protection", m.admin(), {"enabled": False, "group": "g1"})
     assert r.status_code == 200 and r.json()["enabled"] is False
     off_at = r.json()["changes"][-1]["at"]
-    r = m.put(f"/v1/tenants/{tenant}/licences/instant_access", token, {"enabled": True})
+    r = m.put(f"/v1/tenants/{tenant}/licences/instant_access", m.admin(), {"enabled": True})
     assert r.status_code == 200
     hour = int(off_at // 3600)  # the hour it was switched off in: still metered
     time.sleep(1.5)  # the aggregator follows the licensing topic; give it the change first
@@ -100,6 +102,8 @@ def test_cli_switches_licences_and_prints_usage(metering_factory):
     run = CliRunner().invoke
     common = ["--url", m.url, "--token", m.tokens[tenant]]
     r = run(app, ["license", "off", tenant, "burst", "--group", "g1", *common])
+    assert r.exit_code == 1 and "provider credential" in r.output  # the tenant's operator token
+    r = run(app, ["license", "off", tenant, "burst", "--group", "g1", "--url", m.url, "--token", m.admin()])
     assert r.exit_code == 0, r.output
     assert "burst off for group g1" in r.output
     lics = m.get(f"/v1/tenants/{tenant}/licences", m.tokens[tenant]).json()["licences"]

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from services.metering.kafkaio import replay
+from shared.bus.tail import replay
 from services.metering.lines import BillingLine
 from shared.usage import Meter, UsageEmitter, new_event, subject
 

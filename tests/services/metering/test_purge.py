@@ -3,7 +3,7 @@
 import pytest
 
 from services.metering.aggregator import Aggregator, Policy
-from services.metering.licensing import LicenceBook
+from shared.licences import LicenceBook
 from services.metering.purge import PurgeJob
 from shared.objectstore.memory import MemoryObjectStore
 from shared.usage import Feature, MemoryEmitter

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from services.metering.config import MeteringSettings
-from services.metering.kafkaio import replay
+from shared.bus.tail import replay
 from services.metering.lines import BillingLine
 from services.metering.runner import MeteringRunner
 from shared.usage import Meter, UsageEmitter, new_event, subject

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from services.recovery.app import create_app
 from services.recovery.config import RecoverySettings
-from shared.auth import TenantAuth, create_tenant
+from shared.auth import OPERATE, TenantAuth, create_tenant
 from shared.frames import data_record
 from shared.journal import INITIAL_SYNC_BOOKMARK
 from shared.objectstore.memory import MemoryObjectStore
@@ -59,8 +59,8 @@ def env(tmp_path: Path):
     write_journal(store, "acme", "g1", VOLS, recs, per_batch=5, per_segment=2)
     write_journal(store, "other", "g2", VOLS, recs, per_batch=5, per_segment=2)
     tenants = tmp_path / "tenants.json"
-    token = create_tenant(tenants, "acme")
-    other = create_tenant(tenants, "other")
+    token = create_tenant(tenants, "acme", scopes=[OPERATE])
+    other = create_tenant(tenants, "other", scopes=[OPERATE])
     settings = RecoverySettings(home=tmp_path, recovery_work_dir=tmp_path / "work")
     app = create_app(store, TenantAuth(tenants), settings)
     client = TestClient(app)

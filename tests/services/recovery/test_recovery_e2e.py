@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from deploy.local.process import free_port
-from shared.auth import create_tenant
+from shared.auth import OPERATE, create_tenant
 from shared.bus.kafka import Producer, ensure_topics
 from shared.frames import data_record
 from shared.journal import INITIAL_SYNC_BOOKMARK, read_timeline
@@ -43,7 +43,7 @@ def _wait(pred, timeout, what):
 def test_recover_through_real_stack(kafka_bootstrap, minio_store, stack_env, tmp_path):
     tenant = f"re{random.randrange(10**6):06d}"
     tenants = tmp_path / "tenants.json"
-    token = create_tenant(tenants, tenant)
+    token = create_tenant(tenants, tenant, scopes=[OPERATE])
     ensure_topics(kafka_bootstrap, [writes_topic(tenant), control_topic(tenant)])
     rng = random.Random(21)
     recs, seq = [], 0

@@ -96,13 +96,13 @@ def test_api_route_reports_per_tenant(tmp_path):
 
     from services.recovery.app import create_app
     from services.recovery.config import RecoverySettings
-    from shared.auth import TenantAuth, create_tenant
+    from shared.auth import OPERATE, TenantAuth, create_tenant
 
     store = MemoryObjectStore()
     sim = C.build_history(store, TENANT)
     tenants = tmp_path / "tenants.json"
-    h = {"Authorization": f"Bearer {create_tenant(tenants, TENANT)}"}
-    other = {"Authorization": f"Bearer {create_tenant(tenants, 'other')}"}
+    h = {"Authorization": f"Bearer {create_tenant(tenants, TENANT, scopes=[OPERATE])}"}
+    other = {"Authorization": f"Bearer {create_tenant(tenants, 'other', scopes=[OPERATE])}"}
     client = TestClient(create_app(store, TenantAuth(tenants), RecoverySettings(home=tmp_path)))
     assert client.post(f"/v1/groups/{C.GROUP}/verify").status_code == 401
     assert client.post(f"/v1/groups/{C.GROUP}/verify", headers=other).status_code == 404  # not their group

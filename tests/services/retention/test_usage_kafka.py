@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from services.metering.aggregator import Aggregator, Policy as MeterPolicy
-from services.metering.kafkaio import replay
+from shared.bus.tail import replay
 from services.retention.accounting import measure_tenant
 from services.retention.app import usage_sampler
 from services.retention.config import RetentionSettings

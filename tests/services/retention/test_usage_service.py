@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.metering.aggregator import Aggregator, Policy as MeterPolicy
-from services.metering.kafkaio import replay
+from shared.bus.tail import replay
 from shared import keys
 from shared.auth import create_tenant
 from shared.bus.kafka import Producer, ensure_topics

@@ -1,7 +1,8 @@
 """/v1/operations: request, inspect, scale and clean up operations.
 
-Every route needs a bearer token (shared.bearer): a tenant token acts only on its own
-tenant, anything else is the same 404 as "no such operation"; the admin token acts on all.
+Every route needs a bearer token (shared.bearer): a tenant operator credential acts only on its
+own tenant, anything else is the same 404 as "no such operation" (an agent credential of the tenant
+gets 403); a provider credential (the admin token) acts on all. New operations need the burst licence.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from services.burst.api.deps import (Admin, Service, TenantScope, check_failback_target, check_hooks,
-                                     http_error, not_yours)
+                                     check_licence, http_error, require)
+from shared.auth import OPERATE
 from shared.bearer import CurrentPrincipal
 from services.burst.model import OperationSpec
 
@@ -35,11 +37,12 @@ class CleanupBody(BaseModel):
 
 
 @router.post("/operations", status_code=202)
-def request_operation(spec: OperationSpec, svc: Service, response: Response, who: CurrentPrincipal) -> dict:
+def request_operation(spec: OperationSpec, svc: Service, response: Response, who: CurrentPrincipal,
+                      request: Request) -> dict:
     """Validate fully, record, start. Same id + same request again: 200 with the current state."""
-    if not who.may_read(spec.tenant):
-        raise not_yours(spec.tenant)  # before any validation against the cloud or the tenant's data
+    require(who, OPERATE, spec.tenant)  # before any validation against the cloud or the tenant's data
     check_hooks(spec, who)
+    check_licence(request, spec.tenant, spec.group)
     try:
         st, created = svc.engine.submit(spec)
     except Exception as err:  # noqa: BLE001 - mapped to a clear HTTP error

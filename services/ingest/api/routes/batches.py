@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, status
 
 from services.ingest.api.body import read_limited
-from services.ingest.api.deps import CurrentTenant, Metrics, Service, Settings
+from services.ingest.api.deps import LicensedTenant, Metrics, Service, Settings
 from services.ingest.api.errors import http_error
 from services.ingest.errors import IngestError
 from services.ingest.metrics import ACCEPTED, DUPLICATE, REJECTED
@@ -21,7 +21,7 @@ CONTENT_TYPES = ("application/x-dialback-batch", "application/octet-stream", SEA
 
 
 @router.post("/{group}/batches")
-async def post_batch(group: str, request: Request, tenant: CurrentTenant, service: Service,
+async def post_batch(group: str, request: Request, tenant: LicensedTenant, service: Service,
                      settings: Settings, metrics: Metrics) -> dict:
     """Answer 200 {"acked_through": N} only once Kafka holds every record up to N."""
     ctype = request.headers.get("content-type", CONTENT_TYPES[0]).split(";")[0].strip()

@@ -13,7 +13,7 @@ from services.recovery.config import RecoverySettings
 from services.retention.job import run_tenant
 from services.retention.policy import DAY_NS, HOUR_NS, Policy, write_policy
 from shared import keys
-from shared.auth import TenantAuth, create_tenant
+from shared.auth import OPERATE, TenantAuth, create_tenant
 from shared.usage import MemoryEmitter
 from tests.services.retention.sim import SimGroup
 
@@ -40,7 +40,7 @@ def retain(store, sim: SimGroup):
 def make_client(store, tmp_path: Path, tenants: tuple[str, ...]) -> tuple[TestClient, dict, MemoryEmitter]:
     """A recovery API on ``store``; returns the client, tenant -> auth header, and the usage events."""
     tf = tmp_path / "tenants.json"
-    headers = {t: {"Authorization": f"Bearer {create_tenant(tf, t)}"} for t in tenants}
+    headers = {t: {"Authorization": f"Bearer {create_tenant(tf, t, scopes=[OPERATE])}"} for t in tenants}
     emitter = MemoryEmitter("/dialback/recovery")
     settings = RecoverySettings(home=tmp_path, recovery_work_dir=tmp_path / "work")
     app = create_app(store, TenantAuth(tf), settings, emitter=emitter)

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from services.recovery.app import create_app
 from services.recovery.config import RecoverySettings
-from shared.auth import TenantAuth, create_tenant
+from shared.auth import OPERATE, TenantAuth, create_tenant
 from shared.bus.kafka import ensure_topics
 from shared.tenancy import USAGE_TOPIC
 from shared.usage import parse_event
@@ -23,7 +23,7 @@ def test_usage_events_on_kafka(kafka_bootstrap, minio_store, tmp_path):
     sim = history(minio_store, tenant)
     ensure_topics(kafka_bootstrap, [USAGE_TOPIC])
     tf = tmp_path / "tenants.json"
-    h = {"Authorization": f"Bearer {create_tenant(tf, tenant)}"}
+    h = {"Authorization": f"Bearer {create_tenant(tf, tenant, scopes=[OPERATE])}"}
     settings = RecoverySettings(home=tmp_path, recovery_usage=True, kafka_bootstrap=kafka_bootstrap)
     with TestClient(create_app(minio_store, TenantAuth(tf), settings)) as client:
         e = client.post(f"/v1/groups/{GROUP}/exports", json={"volume": "disk1", "latest": True}, headers=h).json()

@@ -1,4 +1,4 @@
-"""Small Kafka helpers metering needs beyond shared.bus.kafka: replay a topic, tail a topic."""
+"""Replay a topic from its beginning, or tail it: how a process rebuilds a compacted view (licences, billing)."""
 
 from __future__ import annotations
 
