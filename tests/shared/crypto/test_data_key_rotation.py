@@ -167,3 +167,32 @@ def test_rekey_reports_a_damaged_object_and_goes_on(tmp_path):
         store.get(B, "a")
     with pytest.raises(RekeyError):
         retire_old_generations(store, B)
+
+
+def test_master_rotation_rewraps_every_generation(tmp_path):
+    from shared.crypto.rotate import rotate_master_file
+
+    inner = MemoryObjectStore()
+    inner.ensure_bucket(B)
+    store = EncryptedObjectStore(inner, _ring(tmp_path))
+    want = _populate(inner, store)
+    assert rotate_master_file(tmp_path / "master.key", tmp_path / "keyring.json") == 2
+    fresh = EncryptedObjectStore(inner, _ring(tmp_path))
+    assert {k: fresh.get(B, k) for k in want} == want
+    assert [g.id for g in fresh.data_keys.generations(B)] == [1, 2]
+
+
+def test_a_generation_entry_renamed_does_not_unwrap(tmp_path):
+    import json
+
+    from shared.crypto.keyring import KeyringError
+
+    ring = _ring(tmp_path)
+    ring.data_key(B)
+    gen = DataKeys(ring).rotate(B)
+    doc = json.loads((tmp_path / "keyring.json").read_text())
+    doc["wrapped"][gen.entry.replace(":2:", ":3:")] = doc["wrapped"][gen.entry]  # claims to be generation 3
+    (tmp_path / "keyring.json").write_text(json.dumps(doc))
+    forged = DataKeys(_ring(tmp_path))
+    with pytest.raises(KeyringError, match="does not unwrap"):
+        forged.current(B)
