@@ -43,7 +43,11 @@ def register_data_keys(keys: typer.Typer, err: Console) -> None:
 
         try:
             _, bucket = _bucket(tenant)
-            gen = DataKeys(_keyring(master_key_file, keyring_file)).rotate(bucket)
+            dk = DataKeys(_keyring(master_key_file, keyring_file))
+            if not dk.generations(bucket):  # a typo must not mint keys for a tenant that does not exist
+                raise KeyringError(f"bucket {bucket} has no data key yet: check the tenant id (and "
+                                   "DIALBACK_BUCKET_PREFIX); a new tenant gets one from `dialback tenant create`")
+            gen = dk.rotate(bucket)
         except (KeyringError, OSError, ValueError) as e:
             err.print(f"[red]error:[/red] {e}")
             raise typer.Exit(1) from e

@@ -101,3 +101,6 @@ def test_cli_rotate_data_adds_a_generation(tmp_path, monkeypatch):
     entries = json.loads(ring_path.read_text())["wrapped"]
     assert "dialback-acme" in entries and [n for n in entries if n.startswith("data:dialback-acme:2:")]
     assert Keyring(load_master_key(master), ring_path).find("dialback-acme") == key  # generation 1 kept
+    typo = CliRunner().invoke(app, ["keys", "rotate-data", "--tenant", "acmee"])
+    assert typo.exit_code == 1 and "no data key yet" in typo.output
+    assert not [n for n in json.loads(ring_path.read_text())["wrapped"] if "acmee" in n]
