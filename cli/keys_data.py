@@ -105,7 +105,7 @@ def register_data_keys(keys: typer.Typer, err: Console) -> None:
                 stats = rekey_bucket(store, bucket, start_after, progress=step)
             err.print(f"{bucket}: {stats.scanned} objects, {stats.rewritten} rewritten under generation "
                       f"{stats.newest}, {stats.current} already under it, {stats.changed_meanwhile} changed by a "
-                      "service meanwhile (left as written)")
+                      f"service meanwhile (left as written), {stats.leases_waiting} leases left to their holders")
             for key, why in stats.damaged:
                 err.print(f"[yellow]not re-keyed[/yellow] {key}: {why}")
             if retire:

@@ -12,6 +12,10 @@ Contract:
 * An object rewritten by a service while the job read it (its header changed)
   is left as that service wrote it (newer, and sealed under the newest
   generation); one deleted meanwhile (GC) is skipped, not resurrected.
+* Leases (``groups/<g>/leases/*.json``) are never rewritten: their holder
+  renews them (under the newest generation) every TTL/3 and GC deletes expired
+  ones, while a re-key racing a renewal could put back an older expiry and let
+  GC delete what a reader still needs. They are counted in ``leases_waiting``.
 * An object that does not open (damaged before the job) is left as it is and
   reported in ``damaged``; `dialback verify` tells what depends on it.
 * :func:`retire_old_generations` removes the older generations' keys from the
@@ -25,6 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from shared import keys
 from shared.objectstore.base import ObjectInfo, ObjectNotFound, PermanentStoreError
 from shared.objectstore.encrypted import EncryptedObjectStore
 from shared.objectstore.sealed import VERSION, Header, IntegrityError
@@ -42,6 +47,7 @@ class RekeyStats:
     rewritten: int = 0
     bytes_rewritten: int = 0
     changed_meanwhile: int = 0  # rewritten or deleted by a service while the job read them
+    leases_waiting: int = 0  # leases under an old generation: renewed or removed by their holder / GC, not by us
     last_key: str = ""
     damaged: list = field(default_factory=list)  # (key, error) of objects that do not open: left as they are
     formats: Counter = field(default_factory=Counter)  # (version, generation) -> objects found before the job
@@ -80,6 +86,9 @@ def _rekey_one(store: EncryptedObjectStore, bucket: str, key: str, stats: RekeyS
     stats.formats[(h.version, h.key_id)] += 1
     if is_current(h, stats.newest):
         stats.current += 1
+        return
+    if keys.is_lease_key(key):
+        stats.leases_waiting += 1
         return
     try:
         plain = store.get(bucket, key)  # authenticates under its old generation
@@ -129,5 +138,6 @@ def retire_old_generations(store: EncryptedObjectStore, bucket: str) -> list[int
         what = ", ".join(f"{n} in DBE{v} generation {g}" for (v, g), n in sorted(left.items()))
         raise RekeyError(f"bucket {bucket} still holds objects not under generation {newest} ({what}); nothing was "
                          "retired: run `dialback keys rekey` again (a service may still have been writing under the "
-                         "old generation), then retire")
+                         "old generation; leases are left to their holders: wait one lease TTL, 10 min by default, "
+                         "for them to be renewed or expire), then retire")
     return store.data_keys.retire(bucket, newest)

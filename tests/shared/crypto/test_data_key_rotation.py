@@ -138,17 +138,17 @@ def test_rekey_leaves_an_object_a_service_changed_meanwhile(tmp_path, what):
     inner = Racing()
     inner.ensure_bucket(B)
     store = EncryptedObjectStore(inner, _ring(tmp_path))
-    store.put(B, "groups/g/leases/x.json", b"v1")
+    store.put(B, "groups/g/manifest.json", b"v1")
     store.data_keys.rotate(B)
     service = EncryptedObjectStore(inner, _ring(tmp_path))  # retention, in another process
-    inner.race = ((lambda: service.put(B, "groups/g/leases/x.json", b"v2, written by retention")) if what == "rewritten"
-                  else (lambda: service.delete(B, "groups/g/leases/x.json")))
+    inner.race = ((lambda: service.put(B, "groups/g/manifest.json", b"v2, written by retention")) if what == "rewritten"
+                  else (lambda: service.delete(B, "groups/g/manifest.json")))
     stats = rekey_bucket(store, B)
     assert (stats.rewritten, stats.changed_meanwhile) == (0, 1)
     if what == "rewritten":
-        assert store.get(B, "groups/g/leases/x.json") == b"v2, written by retention"
+        assert store.get(B, "groups/g/manifest.json") == b"v2, written by retention"
     else:
-        assert not store.exists(B, "groups/g/leases/x.json")  # not resurrected
+        assert not store.exists(B, "groups/g/manifest.json")  # not resurrected
 
 
 def test_rekey_reports_a_damaged_object_and_goes_on(tmp_path):
@@ -196,3 +196,21 @@ def test_a_generation_entry_renamed_does_not_unwrap(tmp_path):
     forged = DataKeys(_ring(tmp_path))
     with pytest.raises(KeyringError, match="does not unwrap"):
         forged.current(B)
+
+
+def test_rekey_leaves_leases_to_their_holders(tmp_path):
+    from shared.leases import acquire
+
+    inner = MemoryObjectStore()
+    inner.ensure_bucket(B)
+    store = EncryptedObjectStore(inner, _ring(tmp_path))
+    lease = acquire(store, B, "g", base_seq=5, from_seq=7, ttl_s=600)
+    store.data_keys.rotate(B)
+    stats = rekey_bucket(store, B)
+    assert (stats.rewritten, stats.leases_waiting) == (0, 1)
+    assert store.header(B, lease.key).key_id == 1  # a re-key racing a renewal could put back an older expiry
+    with pytest.raises(RekeyError, match="lease TTL"):
+        retire_old_generations(store, B)
+    lease.renew()  # the holder's next renewal seals it under the newest generation
+    assert store.header(B, lease.key).key_id == 2
+    assert retire_old_generations(store, B) == [1]
