@@ -35,8 +35,12 @@ class EncryptedObjectStore(ObjectStore):
         return self.inner.bucket_exists(bucket)
 
     def put(self, bucket: str, key: str, data: bytes) -> None:
+        self.inner.put(bucket, key, self.seal(bucket, key, data))
+
+    def seal(self, bucket: str, key: str, data: bytes) -> bytes:
+        """The stored bytes ``put`` would write: DBE2 under the bucket's newest data key generation."""
         gen, data_key = self.data_keys.current(bucket)
-        self.inner.put(bucket, key, seal(data, data_key, gen, bucket, key))
+        return seal(data, data_key, gen, bucket, key)
 
     def header(self, bucket: str, key: str) -> Header:
         """The sealed header of ``bucket``/``key`` (one ranged read): format version, key generation, size."""

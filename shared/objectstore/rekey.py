@@ -5,7 +5,9 @@ Contract:
   authenticated), written again under the newest generation at the same key
   (content-addressed chunks keep their key: the plaintext, hence its hash, is
   unchanged), read back and compared with the plaintext: a mismatch is put
-  again once, then raises RekeyError with the key, before anything else.
+  again once, then raises RekeyError with the key, before anything else. If
+  the header read back is not the one the job wrote, a service wrote the
+  object after the job: that write is kept, never overwritten again.
 * Idempotent and resumable: an object already in DBE2 under the newest
   generation costs one header read and is left alone; a stopped job is run
   again (optionally from ``start_after``, the last key a run reported).
@@ -32,7 +34,7 @@ from typing import Callable
 from shared import keys
 from shared.objectstore.base import ObjectInfo, ObjectNotFound, PermanentStoreError
 from shared.objectstore.encrypted import EncryptedObjectStore
-from shared.objectstore.sealed import VERSION, Header, IntegrityError
+from shared.objectstore.sealed import VERSION, Header, IntegrityError, parse_header
 
 
 class RekeyError(PermanentStoreError):
@@ -64,13 +66,19 @@ def _same_header(store: EncryptedObjectStore, bucket: str, key: str, h: Header) 
         return False
 
 
-def _rewrite(store: EncryptedObjectStore, bucket: str, key: str, plain: bytes) -> None:
+def _rewrite(store: EncryptedObjectStore, bucket: str, key: str, plain: bytes) -> bool:
+    """Put ``plain`` sealed under the newest generation and read it back; False if a service overwrote it since."""
     digest = hashlib.sha256(plain).digest()
-    for attempt in (1, 2):
-        store.put(bucket, key, plain)
+    for _ in (1, 2):
+        blob = store.seal(bucket, key, plain)
+        store.inner.put(bucket, key, blob)
         try:
+            if store.header(bucket, key).raw != blob[:len(parse_header(blob, key).raw)]:
+                return False  # not ours any more: a service wrote it after us (theirs is newer), keep it
             if hashlib.sha256(store.get(bucket, key)).digest() == digest:
-                return
+                return True
+        except ObjectNotFound:
+            return False  # deleted (GC) right after our put
         except PermanentStoreError:
             pass
     raise RekeyError(f"object {bucket}/{key} did not read back as written after re-keying it (twice): the object "
@@ -100,7 +108,9 @@ def _rekey_one(store: EncryptedObjectStore, bucket: str, key: str, stats: RekeyS
     if plain is None or not _same_header(store, bucket, key, h):
         stats.changed_meanwhile += 1  # a service wrote (or deleted) it since: theirs is newer
         return
-    _rewrite(store, bucket, key, plain)
+    if not _rewrite(store, bucket, key, plain):
+        stats.changed_meanwhile += 1
+        return
     stats.rewritten += 1
     stats.bytes_rewritten += len(plain)
 

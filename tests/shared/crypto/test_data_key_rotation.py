@@ -121,6 +121,13 @@ class Racing(MemoryObjectStore):
     """Runs ``race`` once, right after the first whole-object read (the re-key job reading the old object)."""
 
     race = None
+    after_put = None
+
+    def put(self, bucket, key, data):
+        super().put(bucket, key, data)
+        hook, self.after_put = self.after_put, None
+        if hook:
+            hook()
 
     def get(self, bucket, key):
         body = super().get(bucket, key)
@@ -149,6 +156,19 @@ def test_rekey_leaves_an_object_a_service_changed_meanwhile(tmp_path, what):
         assert store.get(B, "groups/g/manifest.json") == b"v2, written by retention"
     else:
         assert not store.exists(B, "groups/g/manifest.json")  # not resurrected
+
+
+def test_rekey_keeps_a_write_that_lands_right_after_its_own(tmp_path):
+    inner = Racing()
+    inner.ensure_bucket(B)
+    store = EncryptedObjectStore(inner, _ring(tmp_path))
+    store.put(B, "groups/g/manifest.json", b"v1")
+    store.data_keys.rotate(B)
+    service = EncryptedObjectStore(inner, _ring(tmp_path))
+    inner.after_put = lambda: service.put(B, "groups/g/manifest.json", b"v2, written by retention")
+    stats = rekey_bucket(store, B)
+    assert (stats.rewritten, stats.changed_meanwhile) == (0, 1)  # the job does not put v1 again over v2
+    assert store.get(B, "groups/g/manifest.json") == b"v2, written by retention"
 
 
 def test_rekey_reports_a_damaged_object_and_goes_on(tmp_path):
