@@ -1,4 +1,4 @@
-"""``dialback keys rotate-master``: re-wrap every data and transport key under a new master key."""
+"""``dialback keys``: rotate the master key (re-wrap), rotate a tenant's data key, re-key its objects."""
 
 from __future__ import annotations
 
@@ -45,4 +45,7 @@ def register(app: typer.Typer) -> None:
         err.print(f"re-wrapped {n} keys under a new master key in {master}; restart the Dialback services "
                   "so they load it (no stored object was rewritten)")
 
+    from cli.keys_data import register_data_keys
+
+    register_data_keys(keys, err)
     app.add_typer(keys, name="keys")

@@ -97,6 +97,12 @@ def lease_key(group: str, lease_id: str) -> str:
     return f"{leases_prefix(group)}{lease_id}.json"
 
 
+def is_lease_key(key: str) -> bool:
+    """True for ``groups/<group>/leases/<id>.json`` (rewritten by its holder's renewals, deleted by GC once expired)."""
+    parts = key.split("/")
+    return len(parts) == 4 and parts[0] == "groups" and parts[2] == "leases" and parts[3].endswith(".json")
+
+
 RECOVERIES_PREFIX = "recoveries/"
 # S3 allows 1024 bytes; leave room for the "<volume>.img" appended to a prefix.
 MAX_CLIENT_KEY_BYTES = 900

@@ -20,6 +20,7 @@ import os
 import secrets
 import threading
 from pathlib import Path
+from typing import Callable, Iterable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -91,6 +92,7 @@ class Keyring:
         self._cache: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
+        self._mem_changes = 0  # an in-memory keyring has no file stamp: count its changes for entries()
         if self._path:
             self._wrapped, self._stamp = read_wrapped(self._path)
 
@@ -158,6 +160,7 @@ class Keyring:
         blob = self._wrap(self._master, bucket, key)
         if self._path is None:
             self._wrapped[bucket] = blob
+            self._mem_changes += 1
             return key
         # self._wrapped stays the on-disk view until the entry is confirmed there,
         # so an unconfirmed key is never found by a later call.
@@ -184,6 +187,68 @@ class Keyring:
             if key is not None:
                 self._cache[name] = key
             return key
+
+    # -- entry management used by shared.crypto.data_keys (data key generations) --
+
+    def entries(self, since: object = None) -> tuple[object, tuple[str, ...] | None]:
+        """(token, entry names) of the keyring file, re-read when it changed; names None if token == since.
+
+        The token changes whenever the set of entries may have changed (in
+        this or another process), so a caller can keep an index of the names
+        and rebuild it only then. No file lock: the rename is atomic.
+        """
+        with self._lock:
+            self._reload_if_changed()
+            token = (self._stamp, self._mem_changes)
+            return token, (None if token == since else tuple(self._wrapped))
+
+    def add_entry(self, choose: Callable[[Iterable[str]], str | None]) -> str | None:
+        """Create the entry ``choose(names)`` names, deciding from a fresh read under the file lock.
+
+        ``choose`` sees the names on disk and returns the name of a new entry,
+        or None to add nothing (returned as is). Same contract as data_key:
+        the new key is confirmed on disk before this returns.
+        """
+        with self._lock:
+            if self._path is None:
+                name = choose(tuple(self._wrapped))
+                if name is not None and name not in self._wrapped:
+                    self._cache[name] = self._add(name)
+                return name
+            with locked(self._path):
+                self._wrapped, self._stamp = read_wrapped(self._path)
+                name = choose(tuple(self._wrapped))
+                if name is not None and name not in self._wrapped:
+                    self._cache[name] = self._add(name)
+                return name
+
+    def remove_entries(self, names: Iterable[str]) -> int:
+        """Delete entries ``names`` from the keyring file (durably, confirmed); returns how many were there.
+
+        The one exception to "entries are never removed": retiring data key
+        generations no object is sealed under any more (`dialback keys rekey
+        --retire`). Data sealed under a removed key can never be opened again.
+        """
+        gone = set(names)
+        with self._lock:
+            for n in gone:
+                self._cache.pop(n, None)
+            if self._path is None:
+                before = len(self._wrapped)
+                self._wrapped = {k: v for k, v in self._wrapped.items() if k not in gone}
+                self._mem_changes += 1
+                return before - len(self._wrapped)
+            with locked(self._path):
+                self._wrapped, self._stamp = read_wrapped(self._path)
+                kept = {k: v for k, v in self._wrapped.items() if k not in gone}
+                n = len(self._wrapped) - len(kept)
+                if n:
+                    replace_durably(self._path, kept)
+                    self._wrapped, self._stamp = read_wrapped(self._path)
+                if gone & set(self._wrapped):
+                    raise KeyringError(f"keyring file {self._path} still holds retired entries after rewriting it; "
+                                       "check it is not replaced by another tool and retry")
+                return n
 
     def verify(self) -> int:
         """Unwrap every entry of the keyring file (KeyringError if one does not); returns how many."""

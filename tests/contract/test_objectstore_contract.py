@@ -14,7 +14,7 @@ from shared.objectstore.memory import MemoryObjectStore
 
 @pytest.fixture(params=["memory", pytest.param("minio", marks=pytest.mark.integration),
                         "encrypted-memory", pytest.param("encrypted-minio", marks=pytest.mark.integration),
-                        "cached-memory"])
+                        pytest.param("encrypted-rotated-minio", marks=pytest.mark.integration), "cached-memory"])
 def store(request, tmp_path) -> ObjectStore:
     if request.param == "cached-memory":
         # the read cache for immutable documents must honour the same contract
@@ -28,7 +28,17 @@ def store(request, tmp_path) -> ObjectStore:
         # the at-rest wrapper must honour the same contract as the raw adapters
         from shared.crypto.keyring import Keyring
         from shared.objectstore.encrypted import EncryptedObjectStore
-        return EncryptedObjectStore(inner, Keyring(secrets.token_bytes(32), tmp_path / "keyring.json"))
+        ring = Keyring(secrets.token_bytes(32), tmp_path / "keyring.json")
+        if "rotated" not in request.param:
+            return EncryptedObjectStore(inner, ring)
+
+        class Rotated(EncryptedObjectStore):  # every bucket sealed under data key generation 3, rotated twice
+            def ensure_bucket(self, bucket: str) -> None:
+                super().ensure_bucket(bucket)
+                while self.data_keys.current(bucket)[0] < 3:
+                    self.data_keys.rotate(bucket)
+
+        return Rotated(inner, ring)
     return inner
 
 

@@ -57,7 +57,7 @@ def test_marker_recovers_byte_exact_and_is_in_no_stored_object(pipeline, tmp_pat
     assert key is not None, "the pipeline's tenant must have a transport key"
     marker = _write_markers_and_recover(pipeline, tmp_path)
     for name, raw in _stored(minio_store, pipeline.tenant).items():
-        assert raw[:4] == b"DBE1", f"{name} is not encrypted"
+        assert raw[:5] == b"DBE2\x02", f"{name} is not encrypted (in format DBE2)"
         assert marker not in raw, f"marker found in plaintext in {name}"
     logs = "\n".join(m.log_file.read_text(errors="replace")
                      for m in [*pipeline.services.values(), *(a.managed for a in pipeline.agents)])

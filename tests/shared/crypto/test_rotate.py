@@ -84,3 +84,23 @@ def test_cli_rotate_master(tmp_path, monkeypatch):
     assert key.hex() not in r.output
     missing = CliRunner().invoke(app, ["keys", "rotate-master", "--master-key-file", str(tmp_path / "nope.key")])
     assert missing.exit_code == 1 and "no master key" in missing.output
+
+
+def test_cli_rotate_data_adds_a_generation(tmp_path, monkeypatch):
+    import json
+
+    from cli.main import app
+
+    master, ring_path, ring = _ring(tmp_path)
+    key = ring.data_key("dialback-acme")
+    monkeypatch.setenv("DIALBACK_MASTER_KEY_FILE", str(master))
+    monkeypatch.delenv("DIALBACK_KEYRING_FILE", raising=False)
+    monkeypatch.delenv("DIALBACK_BUCKET_PREFIX", raising=False)
+    r = CliRunner().invoke(app, ["keys", "rotate-data", "--tenant", "acme"])
+    assert r.exit_code == 0, r.output
+    entries = json.loads(ring_path.read_text())["wrapped"]
+    assert "dialback-acme" in entries and [n for n in entries if n.startswith("data:dialback-acme:2:")]
+    assert Keyring(load_master_key(master), ring_path).find("dialback-acme") == key  # generation 1 kept
+    typo = CliRunner().invoke(app, ["keys", "rotate-data", "--tenant", "acmee"])
+    assert typo.exit_code == 1 and "no data key yet" in typo.output
+    assert not [n for n in json.loads(ring_path.read_text())["wrapped"] if "acmee" in n]
