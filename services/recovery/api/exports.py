@@ -44,7 +44,7 @@ def check_request(body: ExportRequest) -> At | None:
 async def create_export(group: str, body: ExportRequest, tenant: CurrentTenant, exports: Exports) -> dict:
     at = check_request(body)
     exp = await run_in_threadpool(exports.create, tenant, group, body.volume, at, body.mode)
-    return exp.to_dict()
+    return exp.to_dict(reveal=True)  # the only answer that carries the export's secret name
 
 
 @router.get("/groups/{group}/exports")
