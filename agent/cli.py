@@ -16,10 +16,11 @@ from rich.table import Table
 console = Console()
 
 
-def _control(control: str | None, group: str | None, token_file: Path | None) -> tuple[httpx.Client, str]:
+def _control(control: str | None, group: str | None, token_file: Path | None,
+             spool: Path | None = None) -> tuple[httpx.Client, str]:
     """A client for the agent's control API: its Unix socket unless an http(s) URL is given.
 
-    Default socket: <spool_dir>/<group>.control.sock of the agent's settings (DIALBACK_AGENT_SPOOL_DIR,
+    Default socket: <spool_dir>/<group>.control.sock (``spool`` or DIALBACK_AGENT_SPOOL_DIR, ``group`` or
     DIALBACK_AGENT_GROUP); without a group, the only such socket in the spool directory.
     """
     control = control or os.environ.get("DIALBACK_AGENT_CONTROL_URL") or os.environ.get("DIALBACK_AGENT_CONTROL_SOCKET")
@@ -41,7 +42,7 @@ def _control(control: str | None, group: str | None, token_file: Path | None) ->
     else:
         from agent.config import AgentSettings
 
-        settings = AgentSettings(**({"group": group} if group else {}))
+        settings = AgentSettings(**({"group": group} if group else {}), **({"spool_dir": spool} if spool else {}))
         path = settings.local_path(settings.control_socket, "control.sock")
         if not group and not path.exists():
             found = sorted(settings.spool_dir.glob("*.control.sock"))
@@ -118,12 +119,15 @@ def protect(
 ControlOpt = typer.Option(None, "--control", help="agent control socket path, or http://127.0.0.1:PORT for "
                                                  "its TCP listener (default: the socket in the spool directory)")
 TokenFileOpt = typer.Option(None, "--control-token-file", help="token file of the TCP control API")
+SpoolOpt = typer.Option(None, "--spool", help="the agent's spool directory, where its socket is "
+                                              "(default DIALBACK_AGENT_SPOOL_DIR)")
 
 
 def status(control: Optional[str] = ControlOpt, token_file: Optional[Path] = TokenFileOpt,
-           group: Optional[str] = typer.Option(None, help="protection group (finds its socket)")) -> None:
+           group: Optional[str] = typer.Option(None, help="protection group (finds its socket)"),
+           spool: Optional[Path] = SpoolOpt) -> None:
     """Show protection state: sequences, RPO, spool, sync progress, alarms."""
-    resp = _call(_control(control, group, token_file), "GET", "/status")
+    resp = _call(_control(control, group, token_file, spool), "GET", "/status")
     if resp.status_code != 200:
         console.print(f"[red]status refused ({resp.status_code}):[/red] {resp.text}")
         raise typer.Exit(1)
@@ -146,6 +150,7 @@ def bookmark(
     quiesce: bool = typer.Option(True, help="run the agent's configured hook and freezes around it "
                                             "(--no-quiesce: a crash-consistent bookmark)"),
     control: Optional[str] = ControlOpt, token_file: Optional[Path] = TokenFileOpt,
+    spool: Optional[Path] = SpoolOpt,
     fsfreeze: Optional[str] = typer.Option(None, hidden=True),
     hook: Optional[str] = typer.Option(None, hidden=True),
 ) -> None:
@@ -155,7 +160,7 @@ def bookmark(
                       "with `dialback protect ... --bookmark-fsfreeze MOUNT --bookmark-hook PATH`; every "
                       "bookmark then runs them")
         raise typer.Exit(2)
-    resp = _call(_control(control, group, token_file), "POST", "/v1/bookmarks",
+    resp = _call(_control(control, group, token_file, spool), "POST", "/v1/bookmarks",
                  json={"group": group, "name": name, "quiesce": quiesce})
     if resp.status_code != 200:
         try:

@@ -213,8 +213,11 @@ def test_cli_finds_the_socket_of_the_agents_settings(tmp_path, ingest, monkeypat
         register(app)
         out = CliRunner().invoke(app, ["agent", "status"])
         assert out.exit_code == 0 and "grp1" in out.output
+        monkeypatch.delenv("DIALBACK_AGENT_SPOOL_DIR")
+        out = CliRunner().invoke(app, ["agent", "status", "--spool", str(spool), "--group", "grp1"])
+        assert out.exit_code == 0 and "grp1" in out.output
         wait_for(lambda: h.group.state.initial_sync_complete, what="initial sync")
-        out = CliRunner().invoke(app, ["bookmark", "found", "--group", "grp1", "--no-quiesce"])
+        out = CliRunner().invoke(app, ["bookmark", "found", "--group", "grp1", "--no-quiesce", "--spool", str(spool)])
         assert out.exit_code == 0 and "found" in out.output
     finally:
         h.stop()
