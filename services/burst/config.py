@@ -30,6 +30,9 @@ class BurstSettings(CommonSettings):
                                  description="where recovery images are built before upload (then deleted)")
     burst_failback_root: Path | None = Field(
         None, description="tenants may fail back only to disks under <root>/<tenant>/; unset: only the admin token")
+    burst_agent_token_file: Path | None = Field(
+        None, description="bearer token of the reverse tap's TCP control API (its <spool>/<group>.control.token), "
+                          "sent on failback's calls to --agent-url")
     burst_default_flavor: str | None = Field(None, description="else: the smallest flavor that fits the image")
     burst_prod_network: str = "dialback-prod"
     burst_drtest_cidr: str = "10.252.0.0/24"
