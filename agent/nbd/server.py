@@ -168,7 +168,8 @@ class NbdServer:
             log.exception("NBD connection failed")
         finally:
             with self._lock:
-                self._conns.pop(key, None)
+                current = self._conns.pop(key, (conn, None))[0]  # the TLS socket after STARTTLS
+            current.close()
             conn.close()
 
     def _starttls(self, conn: socket.socket, rfile, key: int):
