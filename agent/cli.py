@@ -42,7 +42,11 @@ def _control(control: str | None, group: str | None, token_file: Path | None,
     else:
         from agent.config import AgentSettings
 
-        settings = AgentSettings(**({"group": group} if group else {}), **({"spool_dir": spool} if spool else {}))
+        try:
+            settings = AgentSettings(**({"group": group} if group else {}), **({"spool_dir": spool} if spool else {}))
+        except ValidationError as err:
+            console.print(f"[red]invalid agent settings in the environment:[/red] {err}")
+            raise typer.Exit(2) from err
         path = settings.local_path(settings.control_socket, "control.sock")
         if not group and not path.exists():
             found = sorted(settings.spool_dir.glob("*.control.sock"))

@@ -125,3 +125,21 @@ def test_tls_directories_are_checked(tmp_path, certs):
     (loose / "server-key.pem").chmod(0o644)
     with pytest.raises(NbdTlsError, match="chmod 600"):
         server_context(loose)
+
+
+def test_nbd_certs_command_writes_both_directories(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from agent.cli import register
+
+    app = typer.Typer()
+    register(app)
+    out = CliRunner().invoke(app, ["agent", "nbd-certs", str(tmp_path / "c"), "--hostname", "127.0.0.1"])
+    assert out.exit_code == 0, out.output
+    assert "--nbd-tls-dir" in out.output and "tls-certificates=" in "".join(out.output.split())
+    server_context(tmp_path / "c" / "server")
+    client_context(tmp_path / "c" / "client")
+    assert (tmp_path / "c" / "client" / "client-key.pem").stat().st_mode & 0o077 == 0
+    again = CliRunner().invoke(app, ["agent", "nbd-certs", str(tmp_path / "c")])
+    assert again.exit_code == 1 and "never overwritten" in " ".join(again.output.split())
