@@ -143,3 +143,16 @@ def test_nbd_certs_command_writes_both_directories(tmp_path):
     assert (tmp_path / "c" / "client" / "client-key.pem").stat().st_mode & 0o077 == 0
     again = CliRunner().invoke(app, ["agent", "nbd-certs", str(tmp_path / "c")])
     assert again.exit_code == 1 and "never overwritten" in " ".join(again.output.split())
+
+
+def test_qemu_img_over_tls(tls_tap, certs):
+    _, client, _ = certs
+    argv = ["qemu-img", "info", "--output=json", "--object",
+            f"tls-creds-x509,id=tls0,dir={client},endpoint=client", "--image-opts",
+            f"driver=nbd,server.type=inet,server.host=127.0.0.1,server.port={tls_tap.agent.nbd_port},"
+            "export=disk0,tls-creds=tls0"]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and '"virtual-size": 8388608' in res.stdout, res.stderr
+    plain = subprocess.run(["qemu-img", "info", f"nbd://127.0.0.1:{tls_tap.agent.nbd_port}/disk0"],
+                           capture_output=True, text=True, timeout=60)
+    assert plain.returncode != 0
