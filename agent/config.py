@@ -42,10 +42,23 @@ class AgentSettings(CommonSettings):
     group: str = Field("default", description="protection (consistency) group id")
     volumes: str = Field("", description="NAME=PATH[,NAME=PATH...] exported over NBD and protected")
     spool_dir: Path = Field(default_factory=lambda: default_home() / "agent" / "spool")
+    # Local endpoints (docs/agent.md, "Who may connect"): Unix sockets (0600) by default; TCP only
+    # when asked for, and then NBD needs mutual TLS and the control API a token.
+    nbd_socket: Path | None = Field(None, description="NBD Unix socket (default <spool_dir>/<group>.nbd.sock)")
     nbd_host: str = "127.0.0.1"
-    nbd_port: int = 10809
+    nbd_port: int | None = Field(None, ge=0, le=65535, description="also serve NBD on TCP (needs nbd_tls_dir)")
+    nbd_tls_dir: Path | None = Field(None, description="ca-cert.pem, server-cert.pem, server-key.pem "
+                                     "(`dialback agent nbd-certs`): TCP clients need a certificate of that CA")
+    control_socket: Path | None = Field(None, description="control API Unix socket "
+                                        "(default <spool_dir>/<group>.control.sock)")
     control_host: str = "127.0.0.1"
-    control_port: int = 7450
+    control_port: int | None = Field(None, ge=0, le=65535, description="also serve the control API on TCP "
+                                     "(bearer token from control_token_file)")
+    control_token_file: Path | None = Field(None, description="token for the TCP control API, created 0600 "
+                                            "when missing (default <spool_dir>/<group>.control.token)")
+    bookmark_hook: Path | None = Field(None, description="executable run with 'freeze' before and 'thaw' "
+                                       "after every bookmark (requests cannot name one)")
+    bookmark_fsfreeze: str = Field("", description="MOUNT[,MOUNT...] frozen around every bookmark")
     bandwidth: int | None = Field(None, description="shipping limit in bytes/s (none: unlimited)")
     spool_limit_bytes: int = Field(8 << 30, description="spool overflow threshold")
     spool_low_water_bytes: int | None = Field(None, description="resync starts below this (default: limit/4)")
@@ -70,6 +83,37 @@ class AgentSettings(CommonSettings):
         if self.reprotect and self.baseline:
             raise ValueError("--reprotect copies the disks again; it cannot be combined with --baseline")
         return self
+
+    @model_validator(mode="after")
+    def _tcp_needs_tls(self) -> "AgentSettings":
+        if self.nbd_port is not None and self.nbd_tls_dir is None:
+            raise ValueError("NBD over TCP (nbd_port) needs nbd_tls_dir: anyone on this host could otherwise "
+                             "read and write the protected disks. Create one with `dialback agent nbd-certs "
+                             "DIR`, or leave nbd_port unset and connect to the Unix socket")
+        return self
+
+    @field_validator("bookmark_hook")
+    @classmethod
+    def _hook(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_absolute():
+            raise ValueError(f"bookmark_hook must be an absolute path, got {str(v)!r}")
+        return v
+
+    @field_validator("bookmark_fsfreeze")
+    @classmethod
+    def _mounts(cls, v: str) -> str:
+        for m in (m.strip() for m in v.split(",")):
+            if m and not m.startswith("/"):
+                raise ValueError(f"bookmark_fsfreeze takes absolute mount points, got {m!r}")
+        return v
+
+    @property
+    def freeze_mounts(self) -> list[str]:
+        return [m.strip() for m in self.bookmark_fsfreeze.split(",") if m.strip()]
+
+    def local_path(self, given: Path | None, suffix: str) -> Path:
+        """An endpoint file: the setting, else <spool_dir>/<group>.<suffix> (the agent's own directory)."""
+        return given if given is not None else self.spool_dir / f"{self.group}.{suffix}"
 
     @field_validator("group")
     @classmethod

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from agent.errors import FreezeError
 
@@ -34,21 +37,45 @@ async def _run(*argv: str) -> None:
                           f"{out.decode(errors='replace').strip()[:500]}")
 
 
+def check_hook(path: Path) -> Path:
+    """The configured bookmark hook, refused unless only its owner (root or this user) can change it.
+
+    The agent often runs as root: a hook that another user can rewrite would run their code as root.
+    """
+    try:
+        st = path.stat()
+    except OSError as err:
+        raise FreezeError(f"bookmark hook {path}: {err.strerror}; fix DIALBACK_AGENT_BOOKMARK_HOOK") from None
+    if not stat.S_ISREG(st.st_mode) or not os.access(path, os.X_OK):
+        raise FreezeError(f"bookmark hook {path} is not an executable file; run: chmod 700 {path}")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or st.st_uid not in (0, os.geteuid()):
+        raise FreezeError(f"bookmark hook {path} can be changed by another user (owner uid {st.st_uid}, "
+                          f"mode {stat.S_IMODE(st.st_mode):o}); make it owned by this user and not group/other "
+                          f"writable: chmod go-w {path}")
+    return path
+
+
 @asynccontextmanager
-async def quiesced(mount: str | None, hook: str | None):
-    """hook freeze → fsfreeze -f → (body) → fsfreeze -u → hook thaw; the thaw steps always run."""
-    hook_started = frozen = False
+async def quiesced(mounts: list[str], hook: Path | None):
+    """hook freeze → fsfreeze -f each mount → (body) → fsfreeze -u → hook thaw; the thaw steps always run.
+
+    ``mounts`` and ``hook`` come from the agent's settings only, never from a request.
+    """
+    hook_started = False
+    frozen: list[str] = []
     try:
         if hook:
             hook_started = True
-            await _run(hook, "freeze")
-        if mount:
+            await _run(str(hook), "freeze")
+        for mount in mounts:
+            if not os.path.ismount(mount):
+                raise FreezeError(f"{mount} (DIALBACK_AGENT_BOOKMARK_FSFREEZE) is not a mounted filesystem")
             await _run("fsfreeze", "-f", mount)
-            frozen = True
+            frozen.append(mount)
         yield
     finally:
         errors = []
-        if frozen:
+        for mount in reversed(frozen):
             try:
                 await _run("fsfreeze", "-u", mount)
             except FreezeError as err:
@@ -56,7 +83,7 @@ async def quiesced(mount: str | None, hook: str | None):
                 errors.append(err)
         if hook_started:
             try:
-                await _run(hook, "thaw")
+                await _run(str(hook), "thaw")
             except FreezeError as err:
                 log.error("thaw hook failed: %s", err)
                 errors.append(err)

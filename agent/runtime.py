@@ -22,8 +22,11 @@ import httpx
 import uvicorn
 
 from agent.config import AgentSettings
-from agent.control import create_app
+from agent.control import LOCAL_HOSTS, create_app
+from agent.control_token import control_token
 from agent.disk import Disk
+from agent.errors import FreezeError
+from agent.freeze import check_hook
 from agent.group import Group, VolumeExport
 from agent.metrics import make_registry
 from agent.nbd.server import NbdServer
@@ -31,6 +34,8 @@ from agent.shipper import Shipper
 from agent.spool import Spool
 from agent.sync import Syncer
 from shared.allocator import tune_allocator
+from shared.nbd_tls import server_context
+from shared.unixsock import listen_unix, remove
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +56,24 @@ class Agent:
         self.shippers: dict[str, Shipper] = {}
         self.syncers: dict[str, Syncer] = {}
         self.registry = make_registry(self)
-        self.nbd: NbdServer | None = None
+        self.nbd: NbdServer | None = None  # the Unix socket
+        self.nbd_tcp: NbdServer | None = None  # TCP + mutual TLS, when nbd_port is set
         self.nbd_port: int | None = None
         self.control_port: int | None = None
+        self.nbd_socket = settings.local_path(settings.nbd_socket, "nbd.sock")
+        self.control_socket = settings.local_path(settings.control_socket, "control.sock")
+        self.control_token_file = settings.local_path(settings.control_token_file, "control.token")
 
     def open(self) -> None:
         s = self.settings
         token, sealing = s.shipping()  # a bad credentials file stops the agent before it touches a disk
+        if s.bookmark_hook is not None:
+            try:
+                check_hook(s.bookmark_hook)
+            except FreezeError as err:
+                raise ValueError(str(err)) from None
+        if s.nbd_tls_dir is not None:
+            server_context(s.nbd_tls_dir)  # a bad TLS directory stops the agent here, with the reason
         volumes = s.volume_map
         if not volumes:
             raise ValueError("no volumes to protect: pass --volume NAME=PATH (or set DIALBACK_AGENT_VOLUMES)")
@@ -79,44 +95,73 @@ class Agent:
                                          bodies_in_flight=s.bodies_in_flight, reprotect=s.reprotect)
         self.syncers[s.group] = Syncer(group, s.pace)
 
+    def _servers(self) -> list[NbdServer]:
+        """The NBD listeners: the Unix socket, and TCP with mutual TLS when a port is set."""
+        s = self.settings
+        exports = {v: VolumeExport(g, v) for g in self.groups.values() for v in g.disks}
+        servers = [NbdServer(exports, unix_path=self.nbd_socket, setting="--nbd-socket")]
+        if s.nbd_port is not None:
+            servers.append(NbdServer(exports, s.nbd_host, s.nbd_port, tls=server_context(s.nbd_tls_dir)))
+        return servers
+
+    async def _control(self, sock: socket.socket, token: str | None) -> tuple[_Uvicorn, asyncio.Task]:
+        s = self.settings
+        hosts = sorted({*LOCAL_HOSTS, s.control_host})
+        server = _Uvicorn(uvicorn.Config(create_app(self, token, hosts), log_level="warning", lifespan="off"))
+        serve = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if serve.done():
+                serve.result()  # raises why the control API could not start
+                raise RuntimeError("control API stopped during startup")
+            await asyncio.sleep(0.01)
+        return server, serve
+
     async def run(self, stop: asyncio.Event, ready: threading.Event | None = None) -> None:
         s = self.settings
         self.open()
-        exports = {v: VolumeExport(g, v) for g in self.groups.values() for v in g.disks}
-        self.nbd = NbdServer(exports, s.nbd_host, s.nbd_port)
-        server = _Uvicorn(uvicorn.Config(create_app(self), host=s.control_host, port=s.control_port,
-                                         log_level="warning", lifespan="off"))
+        nbd = self._servers()
+        self.nbd = nbd[0]
+        self.nbd_tcp = nbd[1] if len(nbd) > 1 else None
+        servers: list[_Uvicorn] = []
         tasks = []
+        ctl_unix = None
         try:
-            self.nbd_port = await self.nbd.start()
-            try:
-                ctl_sock = socket.create_server((s.control_host, s.control_port))
-            except OSError as err:
-                raise OSError(err.errno, f"cannot listen on {s.control_host}:{s.control_port} for the control API "
-                                         f"({err.strerror}); pick another --control-port") from err
-            serve = asyncio.create_task(server.serve(sockets=[ctl_sock]))
-            while not server.started:
-                if serve.done():
-                    serve.result()  # raises why the control API could not start (port taken...)
-                    raise RuntimeError("control API stopped during startup")
-                await asyncio.sleep(0.01)
-            self.control_port = server.servers[0].sockets[0].getsockname()[1]
-            tasks = [serve] + [asyncio.create_task(sh.run(stop)) for sh in self.shippers.values()]
+            for srv in nbd:
+                await srv.start()
+            self.nbd_port = self.nbd_tcp.port if self.nbd_tcp else None
+            ctl_unix = listen_unix(self.control_socket, "control API", "--control-socket")
+            listeners = [(ctl_unix, None)]
+            if s.control_port is not None:
+                try:
+                    tcp = socket.create_server((s.control_host, s.control_port))
+                except OSError as err:
+                    raise OSError(err.errno, f"cannot listen on {s.control_host}:{s.control_port} for the control "
+                                             f"API ({err.strerror}); pick another --control-port") from err
+                self.control_port = tcp.getsockname()[1]
+                listeners.append((tcp, control_token(self.control_token_file)))
+            for sock, token in listeners:
+                server, serve = await self._control(sock, token)
+                servers.append(server)
+                tasks.append(serve)
+            tasks += [asyncio.create_task(sh.run(stop)) for sh in self.shippers.values()]
             for syncer in self.syncers.values():
                 syncer.start()
-            log.info("agent serving: NBD %s:%d, control http://%s:%d", s.nbd_host, self.nbd_port,
-                     s.control_host, self.control_port)
+            log.info("agent serving: NBD %s, control %s", ", ".join(n.where for n in nbd),
+                     ", ".join([str(self.control_socket)] + ([f"http://{s.control_host}:{self.control_port}"]
+                                                              if self.control_port else [])))
             if ready is not None:
                 ready.set()
             await stop.wait()
         finally:
-            server.should_exit = True
+            for server in servers:
+                server.should_exit = True
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            remove(ctl_unix, self.control_socket if ctl_unix is not None else None)
             for syncer in self.syncers.values():
                 await asyncio.to_thread(syncer.close)
-            if self.nbd is not None:
-                await self.nbd.close()
+            for srv in nbd:
+                await srv.close()
             for group in self.groups.values():
                 group.flush()
                 group.close()
@@ -147,9 +192,10 @@ class Agent:
                 "alarms": dict(g.alarms),
             }
         return {"groups": groups,
-                "nbd": {"host": self.settings.nbd_host, "port": self.nbd_port,
+                "nbd": {"socket": str(self.nbd_socket), "host": self.settings.nbd_host, "port": self.nbd_port,
+                        "tls": self.nbd_tcp is not None,
                         "exports": sorted(v for g in self.groups.values() for v in g.disks)},
-                "control_port": self.control_port}
+                "control_socket": str(self.control_socket), "control_port": self.control_port}
 
 
 def run_agent(settings: AgentSettings) -> None:

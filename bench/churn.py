@@ -165,7 +165,7 @@ def main() -> None:
         ing0 = _ingest_figures(p.ingest_url)
         print(f"churn: writing for {args.seconds:g} s", file=sys.stderr, flush=True)  # a profiler can start here
         t0 = time.monotonic()
-        with connect("127.0.0.1", agent.nbd_port, "d0") as c:
+        with connect(agent.nbd_socket, None, "d0") as c:
             i = 0
             while (now := time.monotonic()) - t0 < args.seconds:
                 if args.rate > 0:

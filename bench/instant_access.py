@@ -109,7 +109,7 @@ def measure(store, tenant: str, at: At, size: int, read_bytes: int) -> dict:
     t1 = time.perf_counter()
     h = hashlib.sha256()
     try:
-        with connect("127.0.0.1", exp.port, VOL) as c:
+        with connect("127.0.0.1", exp.port, exp.export_name) as c:
             first = c.pread(4096, 0)
             t2 = time.perf_counter()
             h.update(first)

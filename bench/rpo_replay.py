@@ -19,7 +19,7 @@ ratio and the shipper's framing, at the agent's bandwidth (the shipper paces
 batch bodies: no TLS/TCP overhead in that limit), plus ``--latency``.
 
     .venv/bin/python bench/rpo_replay.py --profile web1.dbprof --bandwidth 2000000 \\
-        --nbd 127.0.0.1:10809 --export disk0 --control http://127.0.0.1:7450 --time-scale 60
+        --nbd SPOOL/GROUP.nbd.sock --export disk0 --control SPOOL/GROUP.control.sock --time-scale 60
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ class Payloads:
 class RpoSampler(threading.Thread):
     def __init__(self, control: str, group: str | None, every: float):
         super().__init__(daemon=True)
-        self.url = control.rstrip("/") + "/status"
+        # an http(s) URL, or the path of the agent's control socket
+        self.uds = None if control.startswith(("http://", "https://")) else control
+        self.url = "http://localhost/status" if self.uds else control.rstrip("/") + "/status"
         self.group, self.every = group, every
         self.samples: list[tuple[float, float]] = []
         self.stop = threading.Event()
@@ -95,7 +97,7 @@ class RpoSampler(threading.Thread):
         return max(float(g["rpo_seconds"]) for g in groups.values())
 
     def run(self) -> None:
-        with httpx.Client() as c:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=self.uds) if self.uds else None) as c:
             while not self.stop.is_set():
                 t = time.monotonic()
                 try:
@@ -108,11 +110,12 @@ class RpoSampler(threading.Thread):
 def drive(nbd_addr: str, export: str, plan_bytes: np.ndarray, plan_ops: np.ndarray, payloads: Payloads,
           region: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, float, list[float]]:
     """Write the plan second by second; returns achieved bytes and writes per second, start time, ratios."""
-    host, port = nbd_addr.rsplit(":", 1)
+    # the agent's NBD Unix socket (a path), or host:port
+    host, port = (nbd_addr, None) if "/" in nbd_addr else nbd_addr.rsplit(":", 1)
     rng = np.random.default_rng(seed)
     done_b, done_n = np.zeros(len(plan_bytes)), np.zeros(len(plan_bytes))
     zc, ratios = zstandard.ZstdCompressor(level=1), []
-    with connect(host, int(port), export) as nbd:
+    with connect(host, None if port is None else int(port), export) as nbd:
         span = min(region or nbd.size, nbd.size) // BLOCK
         t0 = time.monotonic()
         for j, (b, n) in enumerate(zip(plan_bytes, plan_ops)):
@@ -147,9 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", required=True)
     ap.add_argument("--bandwidth", type=float, required=True, help="the agent's --bandwidth, bytes/s")
-    ap.add_argument("--nbd", default="127.0.0.1:10809", help="agent NBD endpoint host:port")
+    ap.add_argument("--nbd", default="127.0.0.1:10809", help="agent NBD socket path (SPOOL/GROUP.nbd.sock) or host:port")
     ap.add_argument("--export", default="disk0", help="NBD export (volume) name")
-    ap.add_argument("--control", default="http://127.0.0.1:7450", help="agent control URL")
+    ap.add_argument("--control", default="http://127.0.0.1:7450", help="agent control socket path (SPOOL/GROUP.control.sock) or URL")
     ap.add_argument("--group", default=None, help="group whose RPO to sample (default: the worst)")
     ap.add_argument("--from-s", type=int, default=0)
     ap.add_argument("--duration-s", type=int, default=None, help="profile seconds to replay")

@@ -86,7 +86,7 @@ def run(minutes: float, seed: int, kinds: list[str], rate: float, disk_mib: int 
                                      extra={"DIALBACK_AGENT_INGEST": stack.agent_ingest_url})
         agent.wait_shipped(timeout=300)
 
-        writer = Writer(agent.nbd_port, VOLUME, agent.control_url, GROUP, bytearray(initial), f"soak-{seed}",
+        writer = Writer(agent.nbd_socket, VOLUME, agent.control_socket, GROUP, bytearray(initial), f"soak-{seed}",
                         rate, checkpoint_seconds)
         sampler = RpoSampler(agent)
         injector = Injector(stack, pipeline, agent, GROUP, rng)

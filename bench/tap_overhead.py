@@ -38,47 +38,44 @@ from agent.nbd.loopchain import loop_device  # noqa: E402
 MiB = 1 << 20
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+def wait_socket(path: Path, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {proc.stdout.read().decode(errors='replace')[-2000:]}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(path))
             return
         except OSError:
             time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {port}")
+    raise TimeoutError(f"nothing listening on {path}")
 
 
 @contextmanager
 def server(kind: str, disk: Path, work: Path, spool_root: Path | None = None):
-    port = free_port()
+    """Both servers on a Unix socket (the tap's default), so the chain is the same."""
+    sockets = Path(tempfile.mkdtemp(prefix="dbtap-"))
+    sock = sockets / "nbd.sock"
     if kind == "nbdkit":
-        argv = ["nbdkit", "-f", "-i", "127.0.0.1", "-p", str(port), "file", str(disk)]
+        argv = ["nbdkit", "-f", "-U", str(sock), "file", str(disk)]
         export = ""
     else:
         spool = (spool_root or work) / "spool"
         shutil.rmtree(spool, ignore_errors=True)
-        control = free_port()
         argv = [sys.executable, "-m", "agent", "protect", "--ingest", "http://127.0.0.1:9", "--token", "bench",
                 "--group", "bench", "--volume", f"disk0={disk}", "--spool", str(spool),
-                "--nbd-port", str(port), "--control-port", str(control), "--spool-limit", str(64 << 30)]
+                "--nbd-socket", str(sock), "--control-socket", str(sockets / "control.sock"),
+                "--spool-limit", str(64 << 30)]
         export = "disk0"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "DIALBACK_LOG_LEVEL": "ERROR"}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
-        wait_port(port, proc)
+        wait_socket(sock, proc)
         if kind != "nbdkit":
-            wait_port(control, proc)  # fully started: no start-up work overlaps the measurement
+            wait_socket(sockets / "control.sock", proc)  # fully started: no start-up work overlaps the measurement
             time.sleep(0.5)
-        yield port, export
+        yield sock, export
     finally:
         proc.terminate()
         try:
@@ -86,6 +83,7 @@ def server(kind: str, disk: Path, work: Path, spool_root: Path | None = None):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+        shutil.rmtree(sockets, ignore_errors=True)
 
 
 def settle() -> None:
@@ -98,7 +96,7 @@ def one_run(kind: str, disk: Path, src: Path, mib: int, work: Path, fsync: bool,
             spool_root: Path | None = None) -> float:
     with open(disk, "wb") as fh:
         fh.truncate(2 * mib * MiB)
-    with server(kind, disk, work, spool_root) as (port, export), loop_device("127.0.0.1", port, export, work / kind) as dev:
+    with server(kind, disk, work, spool_root) as (sock, export), loop_device(sock, None, export, work / kind) as dev:
         settle()
         t0 = time.monotonic()
         argv = ["dd", f"if={src}", f"of={dev}", "bs=1M", f"count={mib}", "oflag=direct"]

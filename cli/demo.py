@@ -52,13 +52,13 @@ def demo() -> None:
         agent = p.start_agent("demo", {"disk0": disk})
         with console.status("initial sync of disk0 …"):
             agent.wait_shipped()
-        console.print(f"tap serving nbd://127.0.0.1:{agent.nbd_port}/disk0; initial sync shipped")
+        console.print(f"tap serving {agent.nbd_uri}; initial sync shipped")
 
         rng = random.Random()
         refs: dict[str, str] = {}
         use_fs = os.geteuid() == 0 and not tools_missing()
         if use_fs:
-            with nbd_filesystem(agent.nbd_port, "disk0") as mnt:
+            with nbd_filesystem(agent.nbd_socket, "disk0") as mnt:
                 console.print(f"ext4 on the tap mounted at {mnt} (nbdfuse + loop)")
                 for tag in ("monday", "tuesday"):
                     _write_files(mnt, rng, tag)
@@ -72,7 +72,7 @@ def demo() -> None:
                 _write_files(mnt, rng, "wednesday")
         else:
             console.print("[yellow]not root: writing through the NBD client instead of a filesystem[/]")
-            with connect("127.0.0.1", agent.nbd_port, "disk0") as c:
+            with connect(agent.nbd_socket, None, "disk0") as c:
                 for tag in ("monday", "tuesday"):
                     for _ in range(200):
                         c.pwrite(rng.randbytes(65536), rng.randrange(0, DISK // 65536) * 65536)

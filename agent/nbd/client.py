@@ -2,7 +2,7 @@
 
 Used by the tests, benches and the lead's randomized tests::
 
-    with connect("127.0.0.1", port, "disk0") as nbd:
+    with connect(agent.nbd_socket, export="disk0") as nbd:   # or connect("127.0.0.1", port, "disk0")
         nbd.pwrite(b"x" * 4096, 0, fua=True)
         assert nbd.pread(4096, 0) == b"x" * 4096
 
@@ -13,7 +13,9 @@ Requests are issued one at a time; any non-zero reply error raises
 from __future__ import annotations
 
 import itertools
+import os
 import socket
+import ssl
 import struct
 
 from agent.nbd import protocol as p
@@ -70,6 +72,13 @@ class NbdClient:
         if magic != p.OPT_REPLY_MAGIC or ropt != opt:
             raise NbdClientError(f"bad option reply (magic {magic:#x}, option {ropt})")
         return rtype, _recv_exact(self.sock, length) if length else b""
+
+    def _starttls(self, ctx: ssl.SSLContext, hostname: str | None) -> None:
+        self._send_opt(p.OPT_STARTTLS)
+        rtype, data = self._read_opt_reply(p.OPT_STARTTLS)
+        if rtype != p.REP_ACK:
+            raise NbdClientError(f"server refused NBD_OPT_STARTTLS: reply {rtype:#x} {data.decode(errors='replace')}")
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=hostname)
 
     def _go(self, opt: int = p.OPT_GO) -> None:
         name = self.export.encode()
@@ -131,17 +140,34 @@ class NbdClient:
         self.close()
 
 
-def _open(host: str, port: int, timeout: float) -> socket.socket:
+def _open(host: str | os.PathLike, port: int | None, timeout: float) -> socket.socket:
+    if port is None:  # host is the path of a Unix socket
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(os.fspath(host))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
 
-def connect(host: str, port: int, export: str, timeout: float = 30.0) -> NbdClient:
-    """Connect and negotiate ``export`` with NBD_OPT_GO."""
+def connect(host: str | os.PathLike, port: int | None = None, export: str = "", timeout: float = 30.0, *,
+            tls: ssl.SSLContext | None = None) -> NbdClient:
+    """Connect and negotiate ``export`` with NBD_OPT_GO.
+
+    ``port=None``: ``host`` is a Unix socket path (the agent's default). ``tls``: a client
+    context (shared/nbd_tls.client_context); NBD_OPT_STARTTLS is negotiated first and the
+    server's certificate is checked against ``host``.
+    """
     client = NbdClient(_open(host, port, timeout), export)
     try:
         client._handshake_start()
+        if tls is not None:
+            client._starttls(tls, None if port is None else str(host))
         client._go()
     except BaseException:
         client.sock.close()
@@ -149,7 +175,7 @@ def connect(host: str, port: int, export: str, timeout: float = 30.0) -> NbdClie
     return client
 
 
-def list_exports(host: str, port: int, timeout: float = 10.0) -> list[str]:
+def list_exports(host: str | os.PathLike, port: int | None, timeout: float = 10.0) -> list[str]:
     """Names the server lists with NBD_OPT_LIST (then NBD_OPT_ABORT)."""
     client = NbdClient(_open(host, port, timeout), "")
     try:
@@ -174,7 +200,7 @@ def list_exports(host: str, port: int, timeout: float = 10.0) -> list[str]:
         client.sock.close()
 
 
-def raw_option(host: str, port: int, opt: int, data: bytes = b"") -> int:
+def raw_option(host: str | os.PathLike, port: int | None, opt: int, data: bytes = b"") -> int:
     """Send one option and return the server's reply type (for protocol tests)."""
     client = NbdClient(_open(host, port, 10.0), "")
     try:

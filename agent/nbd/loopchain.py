@@ -2,7 +2,7 @@
 
 Used by the root tests and the benches to put a real filesystem on the tap::
 
-    with loop_device("127.0.0.1", port, "disk0", workdir) as dev:
+    with loop_device(agent.nbd_socket, None, "disk0", workdir) as dev:   # or ("127.0.0.1", port, ...)
         subprocess.run(["mkfs.ext4", "-q", dev], check=True)
 
 Everything is undone in reverse order even when the body fails.
@@ -24,8 +24,9 @@ def _run(*argv: str, timeout: float = 60) -> str:
 
 
 @contextlib.contextmanager
-def fuse_file(host: str, port: int, export: str, workdir: Path, connections: int | None = None):
-    """Mount the export with nbdfuse; yields the path of the virtual file."""
+def fuse_file(host: str | Path, port: int | None, export: str, workdir: Path, connections: int | None = None):
+    """Mount the export with nbdfuse; yields the path of the virtual file. ``port=None``: ``host`` is a
+    Unix socket path (the agent's default)."""
     mnt = Path(workdir) / f"fuse-{export}"
     mnt.mkdir(parents=True, exist_ok=True)
     pidfile = Path(workdir) / f"nbdfuse-{export}.pid"
@@ -33,8 +34,11 @@ def fuse_file(host: str, port: int, export: str, workdir: Path, connections: int
     argv = ["nbdfuse", "-P", str(pidfile)]
     if connections:
         argv += ["-C", str(connections)]
-    argv += [str(mnt / "disk"), "--tcp", host, str(port)] if not export else \
-        [str(mnt / "disk"), f"nbd://{host}:{port}/{export}"]
+    if port is None:
+        argv += [str(mnt / "disk"), f"nbd+unix:///{export}?socket={host}"]
+    else:
+        argv += [str(mnt / "disk"), "--tcp", str(host), str(port)] if not export else \
+            [str(mnt / "disk"), f"nbd://{host}:{port}/{export}"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
@@ -55,7 +59,7 @@ def fuse_file(host: str, port: int, export: str, workdir: Path, connections: int
 
 
 @contextlib.contextmanager
-def loop_device(host: str, port: int, export: str, workdir: Path, direct_io: bool = False):
+def loop_device(host: str | Path, port: int | None, export: str, workdir: Path, direct_io: bool = False):
     """nbdfuse file attached to a loop device; yields /dev/loopN."""
     with fuse_file(host, port, export, workdir) as path:
         argv = ["losetup", "--find", "--show"] + (["--direct-io=on"] if direct_io else []) + [str(path)]

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import ssl
 import struct
 import threading
 from typing import Protocol
 
 from agent.nbd import protocol as p
+from shared import unixsock
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ TRANSMISSION_FLAGS = (p.TFLAG_HAS_FLAGS | p.TFLAG_SEND_FLUSH | p.TFLAG_SEND_FUA
 # cannot skip it safely, so the connection is dropped.
 _MAX_DISCARD = 64 << 20
 _MAX_OPTION = 1 << 16
+HANDSHAKE_TIMEOUT = 30.0
 
 
 def _flags(export) -> int:
@@ -55,27 +59,53 @@ class _Abort(Exception):
 
 
 class NbdServer:
-    def __init__(self, exports: dict[str, ExportBackend], host: str = "127.0.0.1", port: int = 10809):
+    """NBD on a Unix socket (``unix_path``, mode 0600) or on TCP ``host:port``.
+
+    ``tls``: a server context (shared/nbd_tls.py); every client must then
+    negotiate NBD_OPT_STARTTLS (and present a certificate the context
+    accepts) before any other option: until then options get
+    NBD_REP_ERR_TLS_REQD and NBD_OPT_EXPORT_NAME closes the connection.
+    ``listable=False``: NBD_OPT_LIST is refused and the empty name selects
+    nothing, so an export's name can serve as its secret.
+    """
+
+    def __init__(self, exports: dict[str, ExportBackend], host: str = "127.0.0.1", port: int = 10809, *,
+                 unix_path: str | os.PathLike | None = None, tls: ssl.SSLContext | None = None,
+                 listable: bool = True, setting: str = "--nbd-port"):
         self.exports = exports
         self.host = host
         self.port = port
+        self.unix_path = unix_path
+        self.tls = tls
+        self.listable = listable
+        self.setting = setting
         self._sock: socket.socket | None = None
-        self._conns: dict[socket.socket, threading.Thread] = {}
+        self._conns: dict[int, tuple[socket.socket, threading.Thread | None]] = {}
         self._lock = threading.Lock()
         self._closing = False
         self._acceptor: threading.Thread | None = None
 
+    @property
+    def where(self) -> str:
+        return str(self.unix_path) if self.unix_path is not None else f"{self.host}:{self.port}"
+
     def start_sync(self) -> int:
-        try:
-            sock = socket.create_server((self.host, self.port))
-        except OSError as err:
-            raise OSError(err.errno, f"cannot listen on {self.host}:{self.port} for NBD ({err.strerror}); "
-                                     "pick another --nbd-port") from err
+        """Listen; returns the TCP port (0 for a Unix socket)."""
+        if self.unix_path is not None:
+            sock = unixsock.listen_unix(self.unix_path, "NBD server", self.setting)
+            self.port = 0
+        else:
+            try:
+                sock = socket.create_server((self.host, self.port))
+            except OSError as err:
+                raise OSError(err.errno, f"cannot listen on {self.host}:{self.port} for NBD ({err.strerror}); "
+                                         f"pick another {self.setting}") from err
+            self.port = sock.getsockname()[1]
         self._sock = sock
-        self.port = sock.getsockname()[1]
         self._acceptor = threading.Thread(target=self._accept_loop, name=f"nbd-accept-{self.port}", daemon=True)
         self._acceptor.start()
-        log.info("NBD server listening on %s:%d exports=%s", self.host, self.port, sorted(self.exports))
+        log.info("NBD server listening on %s%s exports=%s", self.where, " (TLS required)" if self.tls else "",
+                 sorted(self.exports) if self.listable else f"{len(self.exports)} unlisted")
         return self.port
 
     async def start(self) -> int:
@@ -88,16 +118,20 @@ class NbdServer:
                 self._sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            self._sock.close()
+            if self.unix_path is not None:
+                unixsock.remove(self._sock, self.unix_path)
+            else:
+                self._sock.close()
         with self._lock:
-            conns = list(self._conns.items())
+            conns = list(self._conns.values())
         for conn, _ in conns:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
         for _, thread in conns:
-            thread.join(10)
+            if thread is not None:
+                thread.join(10)
         if self._acceptor is not None:
             self._acceptor.join(10)
 
@@ -110,18 +144,23 @@ class NbdServer:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if conn.family != socket.AF_UNIX:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
             thread = threading.Thread(target=self._serve, args=(conn,), name="nbd-conn", daemon=True)
             with self._lock:
-                self._conns[conn] = thread
+                self._conns[id(thread)] = (conn, thread)
             thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
+        key = id(threading.current_thread())
         try:
+            # An unauthenticated client must not hold a thread forever: the handshake has a deadline.
+            conn.settimeout(HANDSHAKE_TIMEOUT)
             rfile = conn.makefile("rb", buffering=1 << 16)
-            export = self._handshake(conn, rfile)
+            export, conn, rfile = self._handshake(conn, rfile, key)
             if export is not None:
+                conn.settimeout(None)
                 self._transmission(export, conn, rfile)
         except (_Abort, EOFError, ConnectionError, OSError):
             pass
@@ -129,33 +168,69 @@ class NbdServer:
             log.exception("NBD connection failed")
         finally:
             with self._lock:
-                self._conns.pop(conn, None)
+                current = self._conns.pop(key, (conn, None))[0]  # the TLS socket after STARTTLS
+            current.close()
             conn.close()
 
+    def _starttls(self, conn: socket.socket, rfile, key: int):
+        """Reply to NBD_OPT_STARTTLS and wrap the socket; the option haggling restarts inside TLS."""
+        conn.sendall(_reply(p.OPT_STARTTLS, p.REP_ACK))
+        rfile.detach()  # nothing is buffered: the client waits for our ACK before its ClientHello
+        try:
+            tconn = self.tls.wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError) as err:
+            log.warning("NBD TLS handshake on %s refused: %s", self.where, err)
+            raise _Abort() from err
+        with self._lock:
+            thread = self._conns.get(key, (None, None))[1]
+            self._conns[key] = (tconn, thread)
+        return tconn, tconn.makefile("rb", buffering=1 << 16)
+
     # -- handshake -----------------------------------------------------------
-    def _handshake(self, conn: socket.socket, rfile) -> ExportBackend | None:
+    def _handshake(self, conn: socket.socket, rfile, key: int = 0):
+        """Returns (export or None, the socket and reader to go on with: TLS ones after STARTTLS)."""
         conn.sendall(p.NBDMAGIC + struct.pack(">QH", p.IHAVEOPT, p.FLAG_FIXED_NEWSTYLE | p.FLAG_NO_ZEROES))
         (cflags,) = struct.unpack(">I", _read(rfile, 4))
         no_zeroes = bool(cflags & p.CFLAG_NO_ZEROES)
         if not cflags & p.CFLAG_FIXED_NEWSTYLE:
             raise _Abort()
+        secured = self.tls is None
         while True:
             magic, opt, length = p.OPT_HEADER.unpack(_read(rfile, p.OPT_HEADER.size))
             if magic != p.IHAVEOPT or length > _MAX_OPTION:
                 raise _Abort()
             data = _read(rfile, length) if length else b""
             out: list[bytes] = []
+            if opt == p.OPT_ABORT:
+                conn.sendall(_reply(opt, p.REP_ACK))
+                return None, conn, rfile
+            if opt == p.OPT_STARTTLS:
+                if self.tls is None:
+                    conn.sendall(_reply(opt, p.REP_ERR_UNSUP, b"this NBD server does not offer TLS"))
+                elif secured:
+                    conn.sendall(_reply(opt, p.REP_ERR_INVALID, b"TLS is already negotiated"))
+                elif data:
+                    conn.sendall(_reply(opt, p.REP_ERR_INVALID, b"NBD_OPT_STARTTLS takes no data"))
+                else:
+                    conn, rfile = self._starttls(conn, rfile, key)
+                    secured = True
+                continue
+            if not secured:
+                if opt == p.OPT_EXPORT_NAME:
+                    raise _Abort()  # no error reply exists for this option: hang up
+                conn.sendall(_reply(opt, p.REP_ERR_TLS_REQD,
+                                    b"this NBD server requires TLS: connect with nbds:// and a client certificate"))
+                continue
             if opt == p.OPT_EXPORT_NAME:
                 export = self._lookup(data.decode(errors="replace"))
                 if export is None:
                     raise _Abort()  # the protocol has no error reply for this option
                 conn.sendall(struct.pack(">QH", export.size, _flags(export)) + (b"" if no_zeroes else bytes(124)))
-                return export
-            if opt == p.OPT_ABORT:
-                conn.sendall(_reply(opt, p.REP_ACK))
-                return None
+                return export, conn, rfile
             if opt == p.OPT_LIST:
-                if data:
+                if not self.listable:
+                    out.append(_reply(opt, p.REP_ERR_POLICY, b"this server does not list its exports"))
+                elif data:
                     out.append(_reply(opt, p.REP_ERR_INVALID, b"NBD_OPT_LIST takes no data"))
                 else:
                     for name in self.exports:
@@ -166,13 +241,13 @@ class NbdServer:
                 export = self._info(out, opt, data)
                 if export is not None and opt == p.OPT_GO:
                     conn.sendall(b"".join(out))
-                    return export
+                    return export, conn, rfile
             else:
                 out.append(_reply(opt, p.REP_ERR_UNSUP, b"option not supported by the Dialback tap"))
             conn.sendall(b"".join(out))
 
     def _lookup(self, name: str) -> ExportBackend | None:
-        if name == "" and len(self.exports) == 1:
+        if name == "" and len(self.exports) == 1 and self.listable:
             return next(iter(self.exports.values()))
         return self.exports.get(name)
 

@@ -12,6 +12,7 @@ import signal
 import socket
 import threading
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -23,7 +24,10 @@ def profile(
     volume: list[str] = typer.Option(..., help="NAME=PATH of a disk file or block device; repeat for more"),
     out: Path = typer.Option(..., help="directory for the profiles (<server>.<volume>.dbprof, appended to)"),
     server: str = typer.Option(socket.gethostname(), help="server name recorded in the profile"),
-    nbd_port: int = typer.Option(10809, help="NBD port on 127.0.0.1"),
+    nbd_socket: Optional[Path] = typer.Option(None, help="NBD Unix socket, 0600 (default OUT/SERVER.nbd.sock)"),
+    nbd_port: Optional[int] = typer.Option(None, help="serve NBD on this TCP port of 127.0.0.1 instead "
+                                                      "(needs --nbd-tls-dir)"),
+    nbd_tls_dir: Optional[Path] = typer.Option(None, help="server certificates (`dialback agent nbd-certs`)"),
     sample_every: int = typer.Option(1 << 20, help="sample one write for compressibility every this many bytes"),
     locality_window: int = typer.Option(3600, help="overwrite locality window, seconds"),
 ) -> None:
@@ -41,13 +45,17 @@ def profile(
             raise typer.Exit(2)
         vols[name] = Path(path)
     try:
-        tap = ProfileTap(vols, out, server, port=nbd_port, sample_every_bytes=sample_every,
-                         locality_window_s=locality_window)
+        from shared.nbd_tls import server_context
+
+        tls = server_context(nbd_tls_dir) if nbd_tls_dir else None
+        tap = ProfileTap(vols, out, server, port=nbd_port, unix_path=nbd_socket, tls=tls,
+                         sample_every_bytes=sample_every, locality_window_s=locality_window)
         port = tap.start()
-    except (OSError, ProfileError) as e:
+    except (OSError, ValueError, ProfileError) as e:
         err.print(f"[red]error:[/] {e}")
         raise typer.Exit(1) from e
-    err.print(f"profiling {', '.join(vols)} on NBD 127.0.0.1:{port}; profiles in {out}; Ctrl-C to stop")
+    where = tap.unix_path if tap.unix_path else f"127.0.0.1:{port} (TLS)"
+    err.print(f"profiling {', '.join(vols)} on NBD {where}; profiles in {out}; Ctrl-C to stop")
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

@@ -55,7 +55,12 @@ class ProfileTap:
     """Start/stop an NBD server whose exports are profiled, one profile file per volume."""
 
     def __init__(self, volumes: dict[str, Path], out_dir: Path, server: str, host: str = "127.0.0.1",
-                 port: int = 10809, **recorder_kw):
+                 port: int | None = None, *, unix_path: Path | None = None, tls=None, **recorder_kw):
+        """NBD on ``unix_path`` (0600; default <out_dir>/<server>.nbd.sock), or on TCP ``host:port``
+        with ``tls`` (a server context, shared/nbd_tls.py): like the protecting agent, never plain TCP."""
+        if port is not None and tls is None:
+            raise ValueError("the profile tap serves TCP only with mutual TLS: give --nbd-tls-dir, or leave "
+                             "--nbd-port unset and connect to its Unix socket")
         out_dir.mkdir(parents=True, exist_ok=True)
         self.recorders: dict[str, ProfileRecorder] = {}
         exports = {}
@@ -65,7 +70,12 @@ class ProfileTap:
             self.recorders[name] = rec
             exports[name] = ProfilingExport(disk, rec)
         self.exports = exports
-        self.nbd = NbdServer(exports, host, port)
+        if port is None:
+            self.unix_path = unix_path or out_dir / f"{server}.nbd.sock"
+            self.nbd = NbdServer(exports, unix_path=self.unix_path, setting="--nbd-socket")
+        else:
+            self.unix_path = None
+            self.nbd = NbdServer(exports, host, port, tls=tls)
 
     def start(self) -> int:
         for rec in self.recorders.values():

@@ -23,6 +23,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -61,11 +62,12 @@ class Checkpoint:
 
 @dataclass(eq=False, repr=False)
 class Writer(threading.Thread):
-    """Writes ``rate`` operations/s to export ``volume`` at 127.0.0.1:``nbd_port`` until ``stop`` is set."""
+    """Writes ``rate`` operations/s to export ``volume`` on the tap's NBD socket until ``stop`` is set;
+    bookmarks through its control socket."""
 
-    nbd_port: int
+    nbd_socket: Path
     volume: str
-    control_url: str
+    control_socket: Path
     group: str
     model: bytearray
     seed: str
@@ -84,7 +86,8 @@ class Writer(threading.Thread):
         self.paused = threading.Event()  # set: no new operations (the final checkpoint is taken)
         self._rng = random.Random(f"{self.seed}-ops")
         self._client = None
-        self._http = httpx.Client(timeout=10)
+        self._http = httpx.Client(transport=httpx.HTTPTransport(uds=str(self.control_socket)),
+                                  base_url="http://localhost", timeout=10)
 
     def _next_op(self) -> Op:
         size, rng = len(self.model), self._rng
@@ -99,7 +102,7 @@ class Writer(threading.Thread):
         while True:
             try:
                 if self._client is None:
-                    self._client = connect("127.0.0.1", self.nbd_port, self.volume, timeout=5)
+                    self._client = connect(self.nbd_socket, None, self.volume, timeout=5)
                 if op.kind == "write":
                     self._client.pwrite(op_data(self.seed, op), op.offset)
                 elif op.kind == "zero":
@@ -133,7 +136,7 @@ class Writer(threading.Thread):
         except (OSError, NbdClientError):
             self._drop()  # the next operation reconnects
         try:
-            r = self._http.post(f"{self.control_url}/v1/bookmarks", json={"group": self.group, "name": name})
+            r = self._http.post("/v1/bookmarks", json={"group": self.group, "name": name})
             r.raise_for_status()
             seq = int(r.json()["sequence"])
         except (httpx.HTTPError, KeyError, ValueError):  # agent down, or refused (sync, overflow, resync)

@@ -28,13 +28,15 @@ def tools_missing() -> list[str]:
 
 
 @contextlib.contextmanager
-def nbd_filesystem(port: int, export: str, mkfs: bool = True) -> Iterator[Path]:
-    """Yields the mount point of an ext4 filesystem living on nbd://127.0.0.1:port/export."""
+def nbd_filesystem(where: int | Path, export: str, mkfs: bool = True, mnt: Path | None = None) -> Iterator[Path]:
+    """Yields the mount point (``mnt``, or a fresh one) of an ext4 filesystem on the export, at
+    ``where``: the agent's NBD Unix socket, or a TCP port of 127.0.0.1."""
     work = Path(tempfile.mkdtemp(prefix="dialback-nbdfs-"))
-    fuse_dir, mnt = work / "fuse", work / "mnt"
+    fuse_dir, mnt = work / "fuse", Path(mnt) if mnt is not None else work / "mnt"
     fuse_dir.mkdir()
-    mnt.mkdir()
-    fuse = subprocess.Popen(["nbdfuse", str(fuse_dir / "disk"), f"nbd://127.0.0.1:{port}/{export}"],
+    mnt.mkdir(parents=True, exist_ok=True)
+    uri = f"nbd://127.0.0.1:{where}/{export}" if isinstance(where, int) else f"nbd+unix:///{export}?socket={where}"
+    fuse = subprocess.Popen(["nbdfuse", str(fuse_dir / "disk"), uri],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     loop = None
     mounted = False

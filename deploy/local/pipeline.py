@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -47,25 +48,56 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def control_client(socket_path: Path, timeout: float = 30) -> httpx.Client:
+    """An HTTP client for an agent's control API on its Unix socket (base URL http://localhost)."""
+    return httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path)), base_url="http://localhost",
+                        timeout=timeout)
+
+
+def _socket_ok(socket_path: Path) -> bool:
+    try:
+        with control_client(socket_path, 2) as c:
+            return c.get("/status").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @dataclass
 class Agent:
+    """A tap process. NBD and the control API on Unix sockets (``nbd_socket``, ``control_socket``); the
+    control API also on TCP (``control_url``) with the bearer token in ``control_token_file``, for
+    callers that only speak TCP (burst's failback)."""
+
     managed: Managed
     group: str
     volumes: dict[str, Path]
-    nbd_port: int
+    nbd_socket: Path
+    control_socket: Path
     control_url: str
+    control_token_file: Path
+
+    @property
+    def nbd_uri(self) -> str:
+        """libnbd/nbdfuse/qemu URI of the first volume's export."""
+        return f"nbd+unix:///{next(iter(self.volumes))}?socket={self.nbd_socket}"
+
+    def control_token(self) -> str:
+        return self.control_token_file.read_text().strip()
+
+    def http(self) -> httpx.Client:
+        return control_client(self.control_socket)
 
     def status(self) -> dict:
-        return _http().get(f"{self.control_url}/status", timeout=10).json()
+        with self.http() as c:
+            return c.get("/status", timeout=10).json()
 
     def group_status(self) -> dict:
         return self.status()["groups"][self.group]
 
-    def bookmark(self, name: str, fsfreeze: str | None = None) -> dict:
-        body = {"group": self.group, "name": name}
-        if fsfreeze:
-            body["fsfreeze"] = fsfreeze
-        r = httpx.post(f"{self.control_url}/v1/bookmarks", json=body, timeout=60)
+    def bookmark(self, name: str, quiesce: bool = True) -> dict:
+        """``quiesce``: run the agent's configured freezes/hook (DIALBACK_AGENT_BOOKMARK_*) around it."""
+        with self.http() as c:
+            r = c.post("/v1/bookmarks", json={"group": self.group, "name": name, "quiesce": quiesce}, timeout=60)
         r.raise_for_status()
         return r.json()
 
@@ -167,24 +199,27 @@ class Pipeline:
 
     def start_agent(self, group: str, volumes: dict[str, Path], spool_limit: int | None = None,
                     extra: dict[str, str] | None = None) -> Agent:
-        nbd_port, control_port = free_port(), free_port()
+        control_port = free_port()
+        sockets = Path(tempfile.mkdtemp(prefix="dbp-"))  # short: Unix socket paths stop at 107 bytes
+        spool = self.home / f"spool-{group}"
         env = {
             **self.env,
             "DIALBACK_AGENT_INGEST": self.ingest_url,
             "DIALBACK_AGENT_CREDENTIALS_FILE": str(self.credentials),
             "DIALBACK_AGENT_GROUP": group,
             "DIALBACK_AGENT_VOLUMES": ",".join(f"{k}={v}" for k, v in volumes.items()),
-            "DIALBACK_AGENT_SPOOL_DIR": str(self.home / f"spool-{group}"),
-            "DIALBACK_AGENT_NBD_PORT": str(nbd_port),
+            "DIALBACK_AGENT_SPOOL_DIR": str(spool),
+            "DIALBACK_AGENT_NBD_SOCKET": str(sockets / "nbd.sock"),
+            "DIALBACK_AGENT_CONTROL_SOCKET": str(sockets / "control.sock"),
             "DIALBACK_AGENT_CONTROL_PORT": str(control_port),
             **({"DIALBACK_AGENT_SPOOL_LIMIT_BYTES": str(spool_limit)} if spool_limit else {}),
             **(extra or {}),
         }
-        control = f"http://127.0.0.1:{control_port}"
         m = Managed(f"agent-{group}", [sys.executable, "-m", "agent"], self.home / "run",
-                    ready=lambda: _http_ok(f"{control}/status"), env=env)
+                    ready=lambda: _socket_ok(sockets / "control.sock"), env=env)
         m.start(timeout=60)
-        agent = Agent(m, group, volumes, nbd_port, control)
+        agent = Agent(m, group, volumes, sockets / "nbd.sock", sockets / "control.sock",
+                      f"http://127.0.0.1:{control_port}", spool / f"{group}.control.token")
         self.agents.append(agent)
         return agent
 

@@ -34,7 +34,12 @@ def build_engine(settings: BurstSettings, provider: Provider | None = None, imag
     if settings.has_object_store():
         from services.burst.failback import Failback
         from shared.objectstore.factory import store_from_settings
-        engine.failback = Failback(store_from_settings(settings), settings.bucket_prefix,
+        http = None
+        if settings.burst_agent_token_file is not None:  # the reverse tap's control API wants its token
+            import httpx
+            token = settings.burst_agent_token_file.read_text().strip()
+            http = httpx.Client(timeout=60, headers={"Authorization": f"Bearer {token}"})
+        engine.failback = Failback(store_from_settings(settings), settings.bucket_prefix, http=http,
                                    allowed_hosts=settings.burst_failback_allowed_hosts)
     return engine
 

@@ -33,6 +33,9 @@ class BurstSettings(CommonSettings):
     burst_failback_allowed_hosts: str = Field(
         "", description="comma-separated host:port (or host, any port) of reverse taps the burst host may "
                         "contact during a failback (the tap's control API); empty: failback contacts none")
+    burst_agent_token_file: Path | None = Field(
+        None, description="bearer token of the reverse tap's TCP control API (its <spool>/<group>.control.token), "
+                          "sent on failback's calls to --agent-url")
     burst_default_flavor: str | None = Field(None, description="else: the smallest flavor that fits the image")
     burst_prod_network: str = "dialback-prod"
     burst_drtest_cidr: str = "10.252.0.0/24"

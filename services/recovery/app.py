@@ -17,6 +17,7 @@ from services.recovery.api.routes import router
 from services.recovery.config import RecoverySettings
 from services.recovery.errors import RecoveryError
 from services.recovery.instant.registry import ExportRegistry
+from shared.nbd_tls import server_context
 from services.recovery.service import Recovery
 from services.recovery.usage import ImageUsage
 from shared.journal import JournalError
@@ -40,9 +41,10 @@ def create_app(store: ObjectStore, auth: Authenticator, settings: RecoverySettin
     # timeline entries and base documents through a cache of those immutable objects.
     cached = Recovery(CachedObjectStore(store), settings.bucket_prefix, settings.work_path(),
                       settings.recovery_prefetch, usage=usage)
-    exports = ExportRegistry(cached, usage, lease_ttl_s=settings.export_lease_ttl,
+    exports = ExportRegistry(cached, usage, host=settings.export_host, lease_ttl_s=settings.export_lease_ttl,
                              usage_interval=settings.recovery_usage_interval, max_exports=settings.export_max,
-                             work_dir=str(settings.work_path()))
+                             work_dir=str(settings.work_path()),
+                             tls=server_context(settings.export_tls_dir) if settings.export_tls_dir else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.config import CommonSettings, default_home
 
@@ -21,6 +22,21 @@ class RecoverySettings(CommonSettings):
     recovery_usage_interval: float = Field(3600.0, gt=0, description="bill open exports at least this often (s)")
     export_lease_ttl: float = Field(600.0, gt=0, description="TTL of an export's lease; renewed at a third of it")
     export_max: int = Field(16, ge=1, le=1024, description="exports open at once on this recovery service")
+    export_host: str = Field("127.0.0.1", description="bind address of instant-access NBD servers")
+    export_tls_dir: Path | None = Field(None, description="ca-cert.pem, server-cert.pem, server-key.pem "
+                                        "(`dialback agent nbd-certs`): exports then require mutual TLS")
+
+    @model_validator(mode="after")
+    def _exports_off_loopback_need_tls(self) -> "RecoverySettings":
+        try:
+            loopback = self.export_host == "localhost" or ipaddress.ip_address(self.export_host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback and self.export_tls_dir is None:
+            raise ValueError(f"DIALBACK_EXPORT_HOST={self.export_host} is reachable from other hosts: set "
+                             "DIALBACK_EXPORT_TLS_DIR too (an export's name alone would cross the network in "
+                             "clear)")
+        return self
 
     def tenants_path(self) -> Path:
         return self.tenants_file or self.home / "tenants.json"

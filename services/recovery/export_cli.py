@@ -19,7 +19,8 @@ AsJson = Annotated[bool, typer.Option("--json", help="print the API's answer as 
 
 
 def _row(t: Table, e: dict) -> None:
-    t.add_row(e["id"], e["volume"], str(e["sequence"]), _fmt_ns(e["timestamp_ns"]), e["mode"], e["uri"])
+    uri = e.get("uri") or f"{'nbds' if e.get('tls') else 'nbd'}://{e['host']}:{e['port']}/(secret, shown once at start)"
+    t.add_row(e["id"], e["volume"], str(e["sequence"]), _fmt_ns(e["timestamp_ns"]), e["mode"], uri)
 
 
 def _table(title: str) -> Table:
@@ -63,7 +64,9 @@ def start(
     t = _table(f"export of group {group}")
     _row(t, e)
     Console().print(t)
-    err.print(f"connect with: nbdinfo {e['uri']}   stop with: dialback export stop {group} {e['id']}")
+    tls = "?tls-certificates=CLIENT_CERT_DIR" if e.get("tls") else ""
+    err.print(f"connect with: nbdinfo '{e['uri']}{tls}'   stop with: dialback export stop {group} {e['id']}\n"
+              "the URI holds the export's secret name: it is shown only now, keep it private")
 
 
 @export_app.command("list")

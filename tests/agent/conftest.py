@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 
 from agent.config import AgentSettings
@@ -26,12 +31,28 @@ def make_image(path, size: int, content: bytes = b"", offset: int = 0):
     return path
 
 
+def short_dir() -> Path:
+    """A fresh directory with a short path for Unix sockets (pytest's tmp_path may pass their 107-byte limit)."""
+    d = Path(tempfile.mkdtemp(prefix="dbk-"))
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
 def agent_settings(tmp_path, ingest_url: str, volumes: dict, **kw) -> AgentSettings:
+    """Settings of an in-process agent: NBD and control API on Unix sockets in a short temp dir."""
+    sockets = short_dir()
     base = dict(ingest=ingest_url, token="secret-token", group="grp1",
                 volumes=",".join(f"{k}={v}" for k, v in volumes.items()),
-                spool_dir=tmp_path / "spool", nbd_port=0, control_port=0, backoff_cap_seconds=0.5)
+                spool_dir=tmp_path / "spool", nbd_socket=sockets / "nbd.sock",
+                control_socket=sockets / "control.sock", backoff_cap_seconds=0.5)
     base.update(kw)
     return AgentSettings(**base)
+
+
+def control_client(handle) -> httpx.Client:
+    """An HTTP client for an AgentThread's control API over its Unix socket."""
+    return httpx.Client(transport=httpx.HTTPTransport(uds=str(handle.agent.control_socket)),
+                        base_url="http://localhost", timeout=60)
 
 
 def wait_for(cond, timeout: float = 20.0, what: str = "condition"):

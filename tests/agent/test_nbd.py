@@ -31,9 +31,9 @@ def tap(tmp_path):
 
 
 def test_handshake_info_and_list(tap):
-    port = tap.agent.nbd_port
-    assert list_exports("127.0.0.1", port) == ["disk0", "disk1"]
-    with connect("127.0.0.1", port, "disk1") as c:
+    sock = tap.agent.nbd_socket
+    assert list_exports(sock, None) == ["disk0", "disk1"]
+    with connect(sock, export="disk1") as c:
         assert c.size == 8 * MiB
         for flag in (p.TFLAG_HAS_FLAGS, p.TFLAG_SEND_FLUSH, p.TFLAG_SEND_FUA, p.TFLAG_SEND_TRIM,
                      p.TFLAG_SEND_WRITE_ZEROES):
@@ -41,21 +41,21 @@ def test_handshake_info_and_list(tap):
         assert not c.flags & p.TFLAG_READ_ONLY
         assert c.block_sizes == (1, 4096, 4 * MiB)
     name = b"disk0"
-    assert raw_option("127.0.0.1", port, p.OPT_INFO, struct.pack(">I", 5) + name + struct.pack(">H", 0)) == p.REP_INFO
-    assert raw_option("127.0.0.1", port, p.OPT_STRUCTURED_REPLY) == p.REP_ERR_UNSUP
-    assert raw_option("127.0.0.1", port, 10) == p.REP_ERR_UNSUP  # SET_META_CONTEXT
-    assert raw_option("127.0.0.1", port, p.OPT_GO, b"\x00") == p.REP_ERR_INVALID
+    assert raw_option(sock, None, p.OPT_INFO, struct.pack(">I", 5) + name + struct.pack(">H", 0)) == p.REP_INFO
+    assert raw_option(sock, None, p.OPT_STRUCTURED_REPLY) == p.REP_ERR_UNSUP
+    assert raw_option(sock, None, 10) == p.REP_ERR_UNSUP  # SET_META_CONTEXT
+    assert raw_option(sock, None, p.OPT_GO, b"\x00") == p.REP_ERR_INVALID
 
 
 def test_unknown_export_is_refused(tap):
     with pytest.raises(NbdClientError, match="refused"):
-        connect("127.0.0.1", tap.agent.nbd_port, "nope")
+        connect(tap.agent.nbd_socket, export="nope")
 
 
 def test_commands_are_applied_and_captured(tap, tmp_path):
     g = tap.group
     data = os.urandom(5 * MiB // 4)
-    with connect("127.0.0.1", tap.agent.nbd_port, "disk0") as c:
+    with connect(tap.agent.nbd_socket, export="disk0") as c:
         c.pwrite(data, 4095)
         c.pwrite(b"fua!" * 1024, 10 * MiB, fua=True)
         c.trim(8192, 4096 * 2)
@@ -72,7 +72,7 @@ def test_commands_are_applied_and_captured(tap, tmp_path):
             c.pread(4 * MiB + 1, 0)  # over the advertised maximum
         assert err.value.errno == p.EOVERFLOW
         assert c.pread(1, 0) == b"\0"  # the connection survived the errors
-    with connect("127.0.0.1", tap.agent.nbd_port, "disk1") as c:
+    with connect(tap.agent.nbd_socket, export="disk1") as c:
         c.pwrite(b"other volume", 0)
     recs = all_records(g)
     # each NBD write has a buffer of its own, so the spool's in-memory tail may keep its payload
@@ -86,7 +86,7 @@ def test_commands_are_applied_and_captured(tap, tmp_path):
 
 
 def test_qemu_io_writes_then_reads_back(tap, tmp_path):
-    uri = f"nbd://127.0.0.1:{tap.agent.nbd_port}/disk0"
+    uri = f"nbd+unix:///disk0?socket={tap.agent.nbd_socket}"
     cmds = ["write -P 0xab 0 1M", "write -f -P 0xcd 3M 64k", "write -z 2M 128k", "discard 4M 1M",
             "flush", "read -P 0xab 0 1M", "read -P 0xcd 3M 64k", "read -P 0 2M 128k", "read -P 0 4M 1M",
             "write -P 0x11 5M 6M", "read -P 0x11 5M 6M"]
@@ -105,7 +105,7 @@ def test_qemu_io_writes_then_reads_back(tap, tmp_path):
 
 
 def test_nbdinfo_sees_the_advertised_capabilities(tap):
-    res = subprocess.run(["nbdinfo", f"nbd://127.0.0.1:{tap.agent.nbd_port}/disk0"],
+    res = subprocess.run(["nbdinfo", f"nbd+unix:///disk0?socket={tap.agent.nbd_socket}"],
                          capture_output=True, text=True, timeout=30)
     assert res.returncode == 0, res.stderr
     for line in ("can_flush: true", "can_fua: true", "can_trim: true", "can_zero: true",

@@ -11,14 +11,13 @@ import hashlib
 import os
 import subprocess
 
-import httpx
 import pytest
 
 from agent.nbd.loopchain import loop_device, mounted
 from agent.replay import apply_records
 from agent.runtime import AgentThread
 from shared.frames import Kind
-from tests.agent.conftest import agent_settings, make_image
+from tests.agent.conftest import agent_settings, control_client, make_image
 from tests.agent.test_group import all_records
 
 pytestmark = pytest.mark.root
@@ -38,12 +37,13 @@ def test_ext4_on_the_tap_is_fully_captured(tmp_path):
         pytest.fail("this test needs root (nbdfuse, losetup, mount); run the suite as root")
     img = make_image(tmp_path / "disk0.img", 64 * MiB)
     # ingest unreachable on purpose: every record stays in the spool
-    h = AgentThread(agent_settings(tmp_path, "http://127.0.0.1:9", {"disk0": img})).start()
+    h = AgentThread(agent_settings(tmp_path, "http://127.0.0.1:9", {"disk0": img},
+                                   bookmark_fsfreeze=str(tmp_path / "mnt"))).start()
     files = {}
     try:
         g = h.group
         g.state.initial_sync_complete = True  # bookmarks need it; this test proves capture, not sync
-        with loop_device("127.0.0.1", h.agent.nbd_port, "disk0", tmp_path) as dev:
+        with loop_device(h.agent.nbd_socket, None, "disk0", tmp_path) as dev:
             subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "nodiscard", dev], check=True, timeout=60)
             with mounted(dev, tmp_path / "mnt") as mnt:
                 for i in range(12):
@@ -55,8 +55,8 @@ def test_ext4_on_the_tap_is_fully_captured(tmp_path):
                 os.sync()
                 (mnt / "file3").unlink()
                 subprocess.run(["fstrim", str(mnt)], check=True, timeout=60)
-                r = httpx.post(f"http://127.0.0.1:{h.agent.control_port}/v1/bookmarks",
-                               json={"group": "grp1", "name": "frozen-1", "fsfreeze": str(mnt)}, timeout=60)
+                with control_client(h) as ctl:  # freezes the configured mount point
+                    r = ctl.post("/v1/bookmarks", json={"group": "grp1", "name": "frozen-1"})
                 assert r.status_code == 200, r.text
                 (mnt / "after-thaw").write_bytes(b"the filesystem is writable again")
         recs = all_records(g)
@@ -89,7 +89,7 @@ def test_block_device_backing(tmp_path):
     try:
         h = AgentThread(agent_settings(tmp_path, "http://127.0.0.1:9", {"blk": dev})).start()
         try:
-            with connect("127.0.0.1", h.agent.nbd_port, "blk") as c:
+            with connect(h.agent.nbd_socket, None, "blk") as c:
                 assert c.size == 8 * MiB
                 c.pwrite(b"\x77" * 65536, 4096)
                 c.trim(8192, 8192)  # BLKZEROOUT (or zero writes) on a device

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import time
 
-import httpx
 
 from agent.runtime import AgentThread
 from agent.shipper import build_batch
 from shared.frames import MAX_BATCH_BYTES, Codec, Kind, decode_batch
-from tests.agent.conftest import agent_settings, make_image, wait_for
+from tests.agent.conftest import agent_settings, control_client, make_image, wait_for
 from tests.agent.fake_ingest import FakeIngest, IngestServer, free_port
 from tests.agent.test_group import replay_matches
 
@@ -177,8 +176,8 @@ def test_overflow_end_to_end_alarm_then_resync_after_ingest_returns(tmp_path):
         st = h.agent.status()["groups"]["grp1"]
         assert st["overflow"] and "spool_overflow" in st["alarms"]
         assert st["volumes"][0]["dirty_chunks"] > 0
-        url = f"http://127.0.0.1:{h.agent.control_port}"
-        assert 'dialback_agent_alarm{alarm="spool_overflow",group="grp1"} 1.0' in httpx.get(f"{url}/metrics").text
+        with control_client(h) as ctl:
+            assert 'dialback_agent_alarm{alarm="spool_overflow",group="grp1"} 1.0' in ctl.get("/metrics").text
         server = IngestServer(FakeIngest(), port=port).start()
         wait_for(lambda: not g.overflow and not g.state.needs_resync and g.state.initial_sync_complete
                  and caught_up(g), timeout=60, what="drain, resync and initial sync")

@@ -1,7 +1,7 @@
 """Random writes, zeroes and trims through libnbd's Python binding (Debian's python3-libnbd).
 
 Run with the system Python that has the `nbd` module:
-    /usr/bin/python3 nbd_random_ops.py PORT EXPORT SIZE SEED COUNT
+    /usr/bin/python3 nbd_random_ops.py SOCKET EXPORT SIZE SEED COUNT   (the tap's NBD Unix socket)
 Prints one JSON line per operation, in the order the server acknowledged them.
 Data for a write is random.Random(f"{SEED}-{i}").randbytes(length): the test
 rebuilds the same bytes to keep its reference model. Imports nothing from Dialback.
@@ -13,10 +13,10 @@ import sys
 
 import nbd
 
-port, export, size, seed, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+sock, export, size, seed, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 h = nbd.NBD()
 h.set_export_name(export)
-h.connect_uri(f"nbd://127.0.0.1:{port}/{export}")
+h.connect_uri(f"nbd+unix:///{export}?socket={sock}")
 assert h.get_size() == size, (h.get_size(), size)
 rng = random.Random(seed)
 for i in range(count):

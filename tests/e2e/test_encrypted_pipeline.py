@@ -29,7 +29,7 @@ def _write_markers_and_recover(pipeline, tmp_path) -> bytes:
     agent = pipeline.start_agent("enc", {"d0": disk})
     agent.wait_shipped()
     marker = os.urandom(64)  # incompressible: in a plaintext object it would appear verbatim
-    with connect("127.0.0.1", agent.nbd_port, "d0") as c:
+    with connect(agent.nbd_socket, None, "d0") as c:
         for i in range(8):
             c.pwrite(os.urandom(1000) + marker + os.urandom(3032), 65536 * i + 4096)
         c.flush()

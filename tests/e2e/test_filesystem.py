@@ -49,17 +49,18 @@ def test_filesystem_bookmarks_and_timestamps_restore_byte_exact(pipeline, tmp_pa
     disk = tmp_path / "disk0.img"
     with open(disk, "wb") as f:
         f.truncate(DISK)
-    agent = pipeline.start_agent("fsgroup", {"disk0": disk})
+    mount = tmp_path / "fs"  # the agent freezes it around its quiesced bookmarks (its setting, not a request's)
+    agent = pipeline.start_agent("fsgroup", {"disk0": disk}, extra={"DIALBACK_AGENT_BOOKMARK_FSFREEZE": str(mount)})
     agent.wait_shipped()
 
     rng = random.Random(1234)
     refs = []  # (bookmark name, bookmark seq, timestamp_ns, sha256)
-    with nbd_filesystem(agent.nbd_port, "disk0") as mnt:
+    with nbd_filesystem(agent.nbd_socket, "disk0", mnt=mount) as mnt:
         for step in range(3):
             _mutate(mnt, rng, step)
             freeze(mnt)
             try:
-                bm = agent.bookmark(f"step-{step}")
+                bm = agent.bookmark(f"step-{step}", quiesce=False)  # frozen by the test itself
                 ts = time.time_ns()
                 digest = sha256_file(disk)
                 refs.append((bm["name"], bm["sequence"], ts, digest))
@@ -68,7 +69,7 @@ def test_filesystem_bookmarks_and_timestamps_restore_byte_exact(pipeline, tmp_pa
             time.sleep(0.05)
         # one application-consistent bookmark taken by the agent's own fsfreeze
         _mutate(mnt, rng, 3)
-        agent.bookmark("agent-frozen", fsfreeze=str(mnt))
+        agent.bookmark("agent-frozen")
         _mutate(mnt, rng, 4)
     final_digest = sha256_file(disk)
     last = agent.wait_shipped()

@@ -37,7 +37,7 @@ def test_random_ops_recover_byte_exact_at_random_sequences(pipeline, tmp_path):
     start = agent.bookmark("rand-start")
 
     seed = "dialback-random-1"
-    proc = subprocess.run([SYSTEM_PYTHON, str(Path(__file__).with_name("nbd_random_ops.py")), str(agent.nbd_port),
+    proc = subprocess.run([SYSTEM_PYTHON, str(Path(__file__).with_name("nbd_random_ops.py")), str(agent.nbd_socket),
                            "rand", str(SIZE), seed, str(OPS)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     ops = [json.loads(line) for line in proc.stdout.splitlines()]

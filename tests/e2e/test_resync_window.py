@@ -22,7 +22,7 @@ LIMIT = 1_000_000  # spool overflow threshold: a few hundred kB of writes with i
 
 
 def _writes(agent, rng: random.Random, count: int, n: int = 65536) -> None:
-    with connect("127.0.0.1", agent.nbd_port, "d0") as c:
+    with connect(agent.nbd_socket, None, "d0") as c:
         for _ in range(count):
             c.pwrite(rng.randbytes(n), rng.randrange(0, SIZE // n) * n)
         c.flush()

@@ -47,7 +47,7 @@ async def create_export(group: str, body: ExportRequest, tenant: CurrentTenant, 
     at = check_request(body)
     check_licence(request, tenant, Feature.INSTANT_ACCESS, group)
     exp = await run_in_threadpool(exports.create, tenant, group, body.volume, at, body.mode)
-    return exp.to_dict()
+    return exp.to_dict(reveal=True)  # the only answer that carries the export's secret name
 
 
 @router.get("/groups/{group}/exports")

@@ -1,7 +1,10 @@
 """Open instant-access exports of the recovery service: create, list, close; leases renewed meanwhile.
 
-An export = one NBD server on 127.0.0.1 (port 0: a free one) serving one
-volume at one point, read-only or through a throwaway overlay. It holds a
+An export = one NBD server on the configured host (127.0.0.1 by default; port
+0: a free one) serving one volume at one point, read-only or through a
+throwaway overlay, under a random export name that is its secret (returned
+once, by ``create``; the server lists nothing), and with mutual TLS when the
+registry has a TLS context. It holds a
 lease (shared/leases.py) from before its map is built until it is closed,
 renewed every third of the TTL by its own LeaseKeeper thread (sooner again
 after a failed renewal), map building included. An export whose lease
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import ssl
 import threading
 import time
 import uuid
@@ -58,6 +63,8 @@ class Export:
     size: int
     host: str
     port: int
+    export_name: str = field(repr=False)  # the secret: whoever knows it may read (and write the overlay)
+    tls: bool
     created: float
     lease: leases.Lease
     server: NbdServer = field(repr=False)
@@ -73,23 +80,31 @@ class Export:
 
     @property
     def uri(self) -> str:
-        return f"nbd://{self.host}:{self.port}/{self.volume}"
+        return f"{'nbds' if self.tls else 'nbd'}://{self.host}:{self.port}/{self.export_name}"
 
-    def to_dict(self) -> dict:
-        return {"id": self.id, "group": self.group, "volume": self.volume, "mode": self.mode,
-                "sequence": self.sequence, "timestamp_ns": self.timestamp_ns, "size": self.size,
-                "host": self.host, "port": self.port, "export_name": self.volume, "uri": self.uri,
-                "created": self.created, "lease": self.lease.id, "map_seconds": round(self.map_seconds, 4),
-                "state": "failed" if self.error else "serving", "error": self.error,
-                "overlay_path": getattr(self.backend, "path", None)}
+    def to_dict(self, reveal: bool = False) -> dict:
+        """The export as the API shows it. ``reveal``: include its secret export name and URI, which
+        only the answer to the request that created it does. Never a path of the provider's host."""
+        out = {"id": self.id, "group": self.group, "volume": self.volume, "mode": self.mode,
+               "sequence": self.sequence, "timestamp_ns": self.timestamp_ns, "size": self.size,
+               "host": self.host, "port": self.port, "tls": self.tls,
+               "created": self.created, "lease": self.lease.id, "map_seconds": round(self.map_seconds, 4),
+               "state": "failed" if self.error else "serving", "error": self.error}
+        if reveal:
+            out["export_name"], out["uri"] = self.export_name, self.uri
+        return out
 
 
 class ExportRegistry:
     def __init__(self, recovery: Recovery, usage: ImageUsage | None = None, host: str = "127.0.0.1",
                  lease_ttl_s: float = 600.0, usage_interval: float = 3600.0, max_exports: int = 16,
-                 work_dir: str | None = None, clock: Callable[[], float] = time.time) -> None:
+                 work_dir: str | None = None, clock: Callable[[], float] = time.time,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """``host``: where export servers listen. ``tls``: a server context (shared/nbd_tls.py); every
+        export then requires NBD_OPT_STARTTLS with a client certificate of its CA."""
         self.rec, self.usage = recovery, usage or recovery.usage
         self.host, self.lease_ttl_s, self.usage_interval = host, lease_ttl_s, usage_interval
+        self.tls = tls
         self.max_exports, self.work_dir, self.clock = max_exports, work_dir, clock
         self._exports: dict[str, Export] = {}
         self._lock = threading.Lock()
@@ -162,11 +177,16 @@ class ExportRegistry:
                 if self.work_dir:
                     os.makedirs(self.work_dir, exist_ok=True)
                 backend = OverlayBackend(backend, self.work_dir)
-            server = NbdServer({volume: LeaseGuardedBackend(backend, keeper)}, host=self.host, port=0)
+            # The export's name is its secret (192 random bits): the server lists nothing and serves only
+            # that name, so only the caller this answer goes to can connect (plus TLS when configured).
+            secret = secrets.token_urlsafe(24)
+            server = NbdServer({secret: LeaseGuardedBackend(backend, keeper)}, host=self.host, port=0,
+                               tls=self.tls, listable=False)
             port = server.start_sync()
             now = self.clock()
             exp = Export(eid, tenant, group, volume, mode, plan.point.sequence, plan.point.timestamp_ns,
-                         bmap.size, self.host, port, now, lease, server, backend, now, map_s, keeper)
+                         bmap.size, self.host, port, secret, self.tls is not None, now, lease, server, backend,
+                         now, map_s, keeper)
             with self._lock:
                 self._exports[eid] = exp
         except BaseException:
@@ -176,7 +196,8 @@ class ExportRegistry:
                 backend.close()
             lease.release()  # stops its keeper too
             raise
-        log.info("export %s of %s/%s at sequence %d (%s) on %s", eid, group, volume, exp.sequence, mode, exp.uri)
+        log.info("export %s of %s/%s at sequence %d (%s) on %s:%d", eid, group, volume, exp.sequence, mode,
+                 exp.host, exp.port)  # never the URI: it holds the secret
         return exp
 
     def _plan(self, tenant: str, group: str, volume: str, at: At | None) -> Plan:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -11,17 +13,20 @@ from agent.nbd.client import connect
 from agent.profile.cli import register_profile
 from agent.profile.reader import read_profile
 from agent.profile.tap import ProfileTap
+from tests.agent.conftest import short_dir
 
 
 def test_tap_applies_writes_and_records_them(tmp_path):
     disk = tmp_path / "d.img"
     with open(disk, "wb") as f:
         f.truncate(16 << 20)
-    tap = ProfileTap({"disk0": disk}, tmp_path / "prof", "web1", port=0, sample_every_bytes=1)
-    port = tap.start()
+    tap = ProfileTap({"disk0": disk}, tmp_path / "prof", "web1", unix_path=short_dir() / "p.sock",
+                     sample_every_bytes=1)
+    tap.start()
     try:
+        assert stat.S_IMODE(tap.unix_path.stat().st_mode) == 0o600
         payload = os.urandom(65536)
-        with connect("127.0.0.1", port, "disk0") as nbd:
+        with connect(tap.unix_path, None, "disk0") as nbd:
             for i in range(10):
                 nbd.pwrite(payload, (i % 4) * 65536)
             assert nbd.pread(65536, 65536) == payload  # the tap applies writes to the disk
@@ -40,6 +45,13 @@ def test_tap_applies_writes_and_records_them(tmp_path):
     assert int(r["zero_bytes"].sum()) == 1 << 20 and int(r["trim_bytes"].sum()) == 4096
     assert int(r["sample_raw"].sum()) == 10 * 65536  # every write sampled here
     assert int(r["sample_zstd"].sum()) == 10 * 65536  # random data: sent raw, ratio 1
+
+
+def test_plain_tcp_is_refused(tmp_path):
+    disk = tmp_path / "d.img"
+    disk.write_bytes(bytes(1 << 20))
+    with pytest.raises(ValueError, match="mutual TLS"):
+        ProfileTap({"disk0": disk}, tmp_path / "prof", "web1", port=0)
 
 
 def test_register_profile_adds_the_command():

@@ -59,8 +59,8 @@ def test_replay_through_agent_matches_prediction(tmp_path, make_profile):
         prof = make_profile("r", syn.periodic_bursts(70, 0.1 * MB, 3 * MB, 1000, 25, phase=5),
                             write_size=65536, compress_ratio=0.5)
         out = rpo_replay.main(["--profile", str(prof), "--bandwidth", "1000000",
-                               "--nbd", f"127.0.0.1:{st['nbd']['port']}",
-                               "--control", f"http://127.0.0.1:{st['control_port']}", "--drain-timeout", "120"])
+                               "--nbd", st["nbd"]["socket"],
+                               "--control", st["control_socket"], "--drain-timeout", "120"])
     finally:
         agent.stop()
         ingest.stop()

@@ -26,7 +26,7 @@ SIZE = 32 << 20
 
 
 def _writes(agent, rng: random.Random, count: int) -> None:
-    with connect("127.0.0.1", agent.nbd_port, "d0") as c:
+    with connect(agent.nbd_socket, None, "d0") as c:
         for _ in range(count):
             n = rng.choice([4096, 65536])
             c.pwrite(rng.randbytes(n), rng.randrange(0, SIZE // 4096 - 16) * 4096)

@@ -18,6 +18,7 @@ import shutil
 import time
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from agent.nbd.client import connect
@@ -41,7 +42,7 @@ SIZE = 32 << 20
 def _writes(agent, rng: random.Random, count: int) -> int:
     """Random incompressible writes; returns the bytes written."""
     total = 0
-    with connect("127.0.0.1", agent.nbd_port, next(iter(agent.volumes))) as c:
+    with connect(agent.nbd_socket, None, next(iter(agent.volumes))) as c:
         for _ in range(count):
             n = rng.choice([4096, 16384, 65536])
             c.pwrite(rng.randbytes(n), rng.randrange(0, (SIZE - n) // 4096) * 4096)
@@ -94,6 +95,9 @@ def test_failback_ships_only_the_cloud_changes_and_the_home_disk_ends_equal(pipe
         cloud_tap.wait_shipped(timeout=180)
         expect = sha256_file(cloud)  # writes have stopped: the cut-over point
 
+        # The reverse tap's TCP control API wants its bearer token (docs/agent.md, "Who may connect").
+        engine.failback = Failback(store, poll=0.3, http=httpx.Client(
+            timeout=60, headers={"Authorization": f"Bearer {cloud_tap.control_token()}"}))
         t0 = time.monotonic()
         engine.failback.allowed = parse_allowed(urlsplit(cloud_tap.control_url).netloc)  # the registered tap
         engine.request_failback(tenant, op, "fb-back", str(home), cloud_tap.control_url, expect_sha256=expect)

@@ -215,3 +215,19 @@ def test_failback_over_http(world, tokens):
             time.sleep(0.05)
     assert st["status"] == "cleaned", st["error"]
     assert st["failback"]["sha256"] == _sha(cloud) == _sha(original)
+
+
+def test_failback_sends_the_reverse_taps_control_token(tmp_path):
+    """The reverse tap's TCP control API wants its bearer token (docs/agent.md, "Who may connect")."""
+    from services.burst.app import build_engine
+    from services.burst.config import BurstSettings
+    from services.burst.provider.memory import MemoryProvider
+
+    token_file = tmp_path / "g1-back.control.token"
+    token_file.write_text("t" * 43 + "\n")
+    settings = BurstSettings(burst_state_dir=tmp_path / "burst", s3_endpoint="127.0.0.1:9", burst_usage=False,
+                             s3_access_key="k", s3_secret_key="s", burst_agent_token_file=token_file)
+    engine = build_engine(settings, provider=MemoryProvider())
+    assert engine.failback.http.headers["authorization"] == "Bearer " + "t" * 43
+    plain = build_engine(settings.model_copy(update={"burst_agent_token_file": None}), provider=MemoryProvider())
+    assert "authorization" not in plain.failback.http.headers

@@ -47,7 +47,7 @@ def test_start_list_stop(served):
     assert res.exit_code == 0, res.output
     e = json.loads(res.stdout)
     assert e["mode"] == "overlay" and e["uri"].startswith("nbd://127.0.0.1:")
-    assert nbd_sha256(e["port"], "disk0", VOLUMES["disk0"]) == sha(sim.reference(e["sequence"])["disk0"])
+    assert nbd_sha256(e["port"], e["export_name"], VOLUMES["disk0"]) == sha(sim.reference(e["sequence"])["disk0"])
     res = run(app, ["export", "list", GROUP, "--json", *conn])
     assert res.exit_code == 0 and [x["id"] for x in json.loads(res.stdout)["exports"]] == [e["id"]]
     res = run(app, ["export", "list", GROUP, *conn])

@@ -58,9 +58,9 @@ def test_export_read_list_delete(api):
     r = client.post(f"/v1/groups/{GROUP}/exports", json={"volume": "disk1", "latest": True}, headers=h["acme"])
     assert r.status_code == 201, r.text
     e = r.json()
-    assert e["uri"] == f"nbd://127.0.0.1:{e['port']}/disk1" and e["mode"] == "read-only"
-    assert nbd_sha256(e["port"], "disk1", VOLUMES["disk1"]) == sha(sim.reference(e["sequence"])["disk1"])
-    with connect("127.0.0.1", e["port"], "disk1") as c:
+    assert e["uri"] == f"nbd://127.0.0.1:{e['port']}/{e['export_name']}" and e["mode"] == "read-only"
+    assert nbd_sha256(e["port"], e["export_name"], VOLUMES["disk1"]) == sha(sim.reference(e["sequence"])["disk1"])
+    with connect("127.0.0.1", e["port"], e["export_name"]) as c:
         assert c.flags & TFLAG_READ_ONLY, "a read-only export is announced read-only"
     assert len(lease_keys(store, sim.bucket)) == 1
     # Another tenant neither sees nor stops it.
@@ -69,7 +69,11 @@ def test_export_read_list_delete(api):
     assert client.delete(f"/v1/groups/{GROUP}/exports/{e['id']}", headers=h["other"]).status_code == 404
     assert [x["id"] for x in client.get(f"/v1/groups/{GROUP}/exports", headers=h["acme"]).json()["exports"]] \
         == [e["id"]]
-    assert client.get(f"/v1/groups/{GROUP}/exports/{e['id']}", headers=h["acme"]).json()["port"] == e["port"]
+    shown = client.get(f"/v1/groups/{GROUP}/exports/{e['id']}", headers=h["acme"]).json()
+    assert shown["port"] == e["port"]
+    listed = client.get(f"/v1/groups/{GROUP}/exports", headers=h["acme"]).json()["exports"]
+    for later in (shown, *listed):  # the secret was given once, to the creator
+        assert "export_name" not in later and "uri" not in later and e["export_name"] not in str(later)
     assert client.delete(f"/v1/groups/{GROUP}/exports/{e['id']}", headers=h["acme"]).status_code == 200
     assert client.get(f"/v1/groups/{GROUP}/exports/{e['id']}", headers=h["acme"]).status_code == 404
     assert lease_keys(store, sim.bucket) == []
@@ -83,10 +87,10 @@ def test_shutdown_closes_exports_and_bills(tmp_path):
         r = client.post(f"/v1/groups/{GROUP}/exports", json={"volume": "disk0", "latest": True, "mode": "overlay"},
                         headers=h["acme"])
         assert r.status_code == 201, r.text
-        path = r.json()["overlay_path"]
-        assert path and (tmp_path / "work").exists()
+        assert "overlay_path" not in r.json() and str(tmp_path) not in r.text  # no provider paths
+        assert list((tmp_path / "work").glob("dialback-overlay-*"))
     assert lease_keys(store, sim.bucket) == []
-    assert not (tmp_path / "work" / path.rsplit("/", 1)[-1]).exists()
+    assert not list((tmp_path / "work").glob("dialback-overlay-*"))
     assert all(e.meter == Meter.INSTANT_ACCESS_SECONDS for e in emitter.events)
 
 

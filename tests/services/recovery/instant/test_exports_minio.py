@@ -49,8 +49,8 @@ def test_every_byte_over_nbd_matches_reference(env):
             r = client.post(URL, json={"volume": v, **body}, headers=h)
             assert r.status_code == 201, (body, r.text)
             e = r.json()
-            assert nbd_sha256(e["port"], v, size) == sha(sim.reference(e["sequence"])[v]), (body, v)
-            with connect("127.0.0.1", e["port"], v) as c, pytest.raises(Exception):
+            assert nbd_sha256(e["port"], e["export_name"], size) == sha(sim.reference(e["sequence"])[v]), (body, v)
+            with connect("127.0.0.1", e["port"], e["export_name"]) as c, pytest.raises(Exception):
                 c.pwrite(b"x" * 4096, 0)  # read-only
             assert client.delete(f"{URL}/{e['id']}", headers=h).status_code == 200
             checked += 1
@@ -62,21 +62,22 @@ def test_overlay_writes_visible_store_unchanged_and_gone(env):
     before = snapshot(store, sim.bucket)
     e = client.post(URL, json={"volume": "disk0", "latest": True, "mode": "overlay"}, headers=h).json()
     want = bytearray(sim.reference(e["sequence"])["disk0"])
-    with connect("127.0.0.1", e["port"], "disk0") as c:
+    with connect("127.0.0.1", e["port"], e["export_name"]) as c:
         c.pwrite(b"W" * 10000, 4000)
         c.zero(65536, 131072)
         c.flush()
     want[4000:14000] = b"W" * 10000
     want[131072:196608] = bytes(65536)
-    assert nbd_sha256(e["port"], "disk0", VOLUMES["disk0"]) == sha(bytes(want))
-    assert os.path.exists(e["overlay_path"])
+    assert nbd_sha256(e["port"], e["export_name"], VOLUMES["disk0"]) == sha(bytes(want))
+    overlays = lambda: [p for p in (tmp_path / "work").glob("dialback-overlay-*") if os.path.isfile(p)]  # noqa: E731
+    assert len(overlays()) == 1
     assert client.delete(f"{URL}/{e['id']}", headers=h).status_code == 200
-    assert not os.path.exists(e["overlay_path"])
+    assert overlays() == []
     assert snapshot(store, sim.bucket) == before
     assert lease_keys(store, sim.bucket) == []
     # A fresh export of the same point reads the original bytes.
     e2 = client.post(URL, json={"volume": "disk0", "at": {"sequence": e["sequence"]}}, headers=h).json()
-    assert nbd_sha256(e2["port"], "disk0", VOLUMES["disk0"]) == sha(sim.reference(e["sequence"])["disk0"])
+    assert nbd_sha256(e2["port"], e2["export_name"], VOLUMES["disk0"]) == sha(sim.reference(e["sequence"])["disk0"])
     client.delete(f"{URL}/{e2['id']}", headers=h)
 
 
@@ -85,7 +86,7 @@ def test_gc_while_export_open_keeps_what_it_reads(env):
     target = POLICY.floor_ns(sim.now) + HOUR_NS // 2  # inside the window now, garbage three hours later
     e = client.post(URL, json={"volume": "disk0", "at": {"timestamp_ns": target}}, headers=h).json()
     want = sha(sim.reference(e["sequence"])["disk0"])
-    with connect("127.0.0.1", e["port"], "disk0") as c:
+    with connect("127.0.0.1", e["port"], e["export_name"]) as c:
         c.pread(4096, 0)  # the export is in use when GC runs
         sim.advance(sim.now + 3 * HOUR_NS, mean_gap_ns=5 * 60 * 10**9)
         res = retain(store, sim)

@@ -36,7 +36,7 @@ def test_export_lifecycle_lease_usage(tmp_path):
     try:
         exp = reg.create("acme", GROUP, "disk0", None, "overlay")
         assert [i.holder for i in leases.live_leases(store, sim.bucket, GROUP)] == [f"nbd-export:{exp.id}"]
-        with connect("127.0.0.1", exp.port, "disk0") as c:
+        with connect("127.0.0.1", exp.port, exp.export_name) as c:
             c.pwrite(b"Q" * 4096, 8192)
             got = c.pread(VOLUMES["disk0"], 0)
         want = bytearray(sim.reference(exp.sequence)["disk0"])
@@ -115,7 +115,7 @@ def test_lease_renewed_while_open_so_gc_keeps_what_the_export_reads(tmp_path):
         sim.advance(sim.now + 3 * HOUR_NS, mean_gap_ns=5 * 60 * 10**9)
         res = retain(store, sim)  # the export's journal is outside the window now
         assert any("journal after" in k for k in res.gc.kept_for_leases), res.gc
-        with connect("127.0.0.1", exp.port, "disk0") as c:
+        with connect("127.0.0.1", exp.port, exp.export_name) as c:
             assert sha(c.pread(VOLUMES["disk0"], 0)) == sha(sim.reference(exp.sequence)["disk0"])
     finally:
         reg.close_all()
@@ -135,7 +135,7 @@ def test_overlay_concurrent_sector_writes_into_one_block_all_land(tmp_path):
         want = bytearray(sim.reference(exp.sequence)["disk0"])
 
         def writer(k: int) -> None:
-            with connect("127.0.0.1", exp.port, "disk0") as c:
+            with connect("127.0.0.1", exp.port, exp.export_name) as c:
                 for blk in range(32):
                     c.pwrite(bytes([k + 1]) * 512, blk * 4096 + k * 512)
 
@@ -147,7 +147,7 @@ def test_overlay_concurrent_sector_writes_into_one_block_all_land(tmp_path):
         for blk in range(32):
             for k in range(8):
                 want[blk * 4096 + k * 512: blk * 4096 + (k + 1) * 512] = bytes([k + 1]) * 512
-        with connect("127.0.0.1", exp.port, "disk0") as c:
+        with connect("127.0.0.1", exp.port, exp.export_name) as c:
             assert sha(c.pread(VOLUMES["disk0"], 0)) == sha(bytes(want))
     finally:
         reg.close_all()
