@@ -64,10 +64,10 @@ def test_exports_with_tls_need_a_client_certificate(tmp_path):
     from fastapi.testclient import TestClient
 
     from services.recovery.app import create_app
-    from shared.auth import TenantAuth, create_tenant
+    from shared.auth import OPERATE, TenantAuth, create_tenant
 
     tf = tmp_path / "tenants.json"
-    h = {"Authorization": f"Bearer {create_tenant(tf, 'acme')}"}
+    h = {"Authorization": f"Bearer {create_tenant(tf, 'acme', scopes=[OPERATE])}"}
     with TestClient(create_app(store, TenantAuth(tf), settings)) as client:
         e = client.post(URL, json={"volume": "disk1", "latest": True}, headers=h).json()
         assert e["tls"] is True and e["uri"].startswith("nbds://127.0.0.1:")
@@ -107,10 +107,10 @@ def test_exports_listen_on_the_configured_host(tmp_path):
     from fastapi.testclient import TestClient
 
     from services.recovery.app import create_app
-    from shared.auth import TenantAuth, create_tenant
+    from shared.auth import OPERATE, TenantAuth, create_tenant
 
     tf = tmp_path / "tenants.json"
-    h = {"Authorization": f"Bearer {create_tenant(tf, 'acme')}"}
+    h = {"Authorization": f"Bearer {create_tenant(tf, 'acme', scopes=[OPERATE])}"}
     settings = RecoverySettings(home=tmp_path, recovery_work_dir=tmp_path / "work", export_host="127.0.0.2")
     with TestClient(create_app(store, TenantAuth(tf), settings)) as client:
         e = client.post(URL, json={"volume": "disk0", "latest": True}, headers=h).json()
