@@ -7,9 +7,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from shared.config import CommonSettings, default_home
+from shared.tls import server_tls
 
 
-class AnalyzerSettings(CommonSettings):
+class AnalyzerSettings(CommonSettings, server_tls("analyzer")):
     analyzer_host: str = Field("127.0.0.1", description="bind address (loopback unless fronted by a proxy)")
     analyzer_port: int = Field(8490, ge=0, le=65535, description="HTTP port")
     analyzer_profile_dir: Path = Field(default_factory=lambda: default_home() / "profiles",
