@@ -22,7 +22,13 @@ def _control_default() -> str:
 
 
 def protect(
-    ingest: str = typer.Option(..., help="ingest base URL, e.g. http://127.0.0.1:8100"),
+    ingest: str = typer.Option(..., help="ingest base URL: https://HOST:PORT (http:// only to 127.0.0.1)"),
+    ingest_ca_file: Optional[Path] = typer.Option(
+        None, envvar="DIALBACK_AGENT_INGEST_CA_FILE",
+        help="PEM CA bundle ingest's certificate must chain to (default: the system trust store)"),
+    ingest_pin: list[str] = typer.Option(
+        [], envvar="DIALBACK_AGENT_INGEST_PINS",
+        help="SHA-256 of ingest's public key or certificate (`dialback tls pin CERT.pem`); repeat for rotation"),
     token: str = typer.Option("", envvar="DIALBACK_AGENT_TOKEN", help="tenant token for ingest (or --credentials)"),
     credentials: Optional[Path] = typer.Option(
         None, envvar="DIALBACK_AGENT_CREDENTIALS_FILE",
@@ -53,7 +59,8 @@ def protect(
         settings = AgentSettings(ingest=ingest, token=token, credentials_file=credentials, group=group,
                                  volumes=",".join(volume), spool_dir=spool, nbd_port=nbd_port,
                                  control_port=control_port, bandwidth=bandwidth, baseline=baseline,
-                                 reprotect=reprotect, **extra)
+                                 reprotect=reprotect, ingest_ca_file=ingest_ca_file,
+                                 ingest_pins=",".join(ingest_pin), **extra)
     except (ValidationError, ValueError) as err:
         console.print(f"[red]invalid settings:[/red] {err}")
         raise typer.Exit(2) from err

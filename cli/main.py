@@ -16,6 +16,7 @@ app.add_typer(stack_app, name="stack")
 _PARTS = [
     "cli.demo",
     "cli.keys",
+    "cli.tls",
     "agent.cli",
     "services.ingest.cli",
     "services.retention.cli",

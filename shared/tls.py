@@ -187,7 +187,7 @@ def _check_pins(obj, pins: frozenset[bytes], what: str) -> None:
     der = obj.getpeercert(binary_form=True)
     spki, whole = cert_pins(der) if der else (b"", b"")
     if spki not in pins and whole not in pins:
-        raise PinMismatch(f"{what}'s certificate (SPKI sha256 {spki.hex()}) matches none of the pinned "
+        raise PinMismatch(1, f"{what}'s certificate (SPKI sha256 {spki.hex()}) matches none of the pinned "
                           "keys: refusing the connection. If the server's key was rotated on purpose, add "
                           "the new pin (`dialback tls pin CERT.pem`) and restart")
 
@@ -195,7 +195,8 @@ def _check_pins(obj, pins: frozenset[bytes], what: str) -> None:
 def _hint(err: ssl.SSLCertVerificationError, what: str, ca_hint: str) -> ssl.SSLCertVerificationError:
     if isinstance(err, PinMismatch):
         return err
-    return ssl.SSLCertVerificationError(f"{what}'s TLS certificate was not accepted ({err.verify_message or err}): "
+    # (errno, text): ssl errors print their strerror, or else their args tuple.
+    return ssl.SSLCertVerificationError(1, f"{what}'s TLS certificate was not accepted ({err.verify_message or err}): "
                                         f"{ca_hint}")
 
 
