@@ -91,8 +91,25 @@ class Stack:
             srv.start()
         env = self.env()
         self.create_shared_topics(env)
-        (self.home / "stack.env").write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
+        self.write_env(env)
         return env
+
+    def write_env(self, env: dict[str, str]) -> Path:
+        """``$DIALBACK_HOME/stack.env``: the variables every service reads, 0600 (it holds the MinIO
+        root secret). Written beside and renamed over, so no reader ever sees it wider or half written."""
+        path = self.home / "stack.env"
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".stack.env.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # a file left from an earlier try keeps its mode otherwise
+            with os.fdopen(fd, "w") as f:
+                f.write("".join(f"export {k}={v}\n" for k, v in env.items()))
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return path
 
     @staticmethod
     def create_shared_topics(env: dict[str, str]) -> None:

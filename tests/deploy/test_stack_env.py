@@ -1,0 +1,26 @@
+"""`stack up` writes stack.env with the MinIO root secret in it: only its owner may read it."""
+
+from __future__ import annotations
+
+import stat
+
+from deploy.local.stack import Stack
+
+
+def test_stack_env_is_owner_only_and_holds_the_secret(tmp_path):
+    stack = Stack(tmp_path / "home", tmp_path / "cache")
+    env = stack.env()
+    path = stack.write_env(env)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert f"export DIALBACK_S3_SECRET_KEY={env['DIALBACK_S3_SECRET_KEY']}\n" in path.read_text()
+
+
+def test_an_old_world_readable_stack_env_is_tightened(tmp_path):
+    stack = Stack(tmp_path / "home", tmp_path / "cache")
+    old = tmp_path / "home" / "stack.env"
+    old.parent.mkdir(parents=True)
+    old.write_text("export DIALBACK_S3_SECRET_KEY=old\n")
+    old.chmod(0o644)
+    path = stack.write_env(stack.env())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "=old" not in path.read_text()
