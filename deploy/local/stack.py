@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.local import kafka, minio, toxiproxy
+from deploy.local.private import write_private
 from deploy.local.process import Managed, StartError, port_open
 from shared.config import default_cache, default_home
 from shared.crypto.keyring import ensure_master_key
@@ -95,21 +96,8 @@ class Stack:
         return env
 
     def write_env(self, env: dict[str, str]) -> Path:
-        """``$DIALBACK_HOME/stack.env``: the variables every service reads, 0600 (it holds the MinIO
-        root secret). Written beside and renamed over, so no reader ever sees it wider or half written."""
-        path = self.home / "stack.env"
-        self.home.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".stack.env.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # a file left from an earlier try keeps its mode otherwise
-            with os.fdopen(fd, "w") as f:
-                f.write("".join(f"export {k}={v}\n" for k, v in env.items()))
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return path
+        """``$DIALBACK_HOME/stack.env``: the variables every service reads, 0600 (it holds the MinIO root secret)."""
+        return write_private(self.home / "stack.env", "".join(f"export {k}={v}\n" for k, v in env.items()))
 
     @staticmethod
     def create_shared_topics(env: dict[str, str]) -> None:

@@ -24,3 +24,17 @@ def test_an_old_world_readable_stack_env_is_tightened(tmp_path):
     path = stack.write_env(stack.env())
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert "=old" not in path.read_text()
+
+
+def test_openstack_client_files_are_owner_only(tmp_path):
+    """endpoints.json, openstack.env and clouds.yaml hold the OpenStack admin password."""
+    from deploy.local.openstack.provision import OpenStackEndpoints, _layout, _write_client_files
+
+    lay = _layout(tmp_path / "state", tmp_path / "cache")
+    lay.state_dir.mkdir(parents=True)
+    ep = OpenStackEndpoints(**{f: "x-secret" if f == "password" else "v" for f in OpenStackEndpoints.__dataclass_fields__})
+    _write_client_files(lay, ep)
+    for name in ("endpoints.json", "openstack.env", "clouds.yaml"):
+        p = lay.state_dir / name
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, name
+        assert "x-secret" in p.read_text(), name
