@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,3 +59,26 @@ def make_pki(out: Path, name: str = "test") -> Pki:
         f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()))
     return pki
+
+
+@contextlib.contextmanager
+def serve_https(app, tls: dict):
+    """``app`` under uvicorn with ``tls`` (its ssl_* keyword arguments) on a free loopback port; yields the port."""
+    import uvicorn
+
+    from deploy.local.process import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **tls))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not t.is_alive() or time.monotonic() > deadline:
+            raise AssertionError("uvicorn did not start over TLS")
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        t.join(10)

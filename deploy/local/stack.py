@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local import kafka, minio, toxiproxy
+from deploy.local import compose, kafka, minio, toxiproxy
 from deploy.local.private import write_private
 from deploy.local.process import Managed, StartError, port_open
 from shared.config import default_cache, default_home
@@ -77,13 +77,16 @@ class Stack:
             "DIALBACK_RECOVERY_USAGE": "true",
         }
 
-    def provision(self, echo=print) -> None:
+    def provision(self, echo=print, dev_tools: bool = True) -> None:
+        """What the stack runs on; with ``dev_tools`` also what only tests use (toxiproxy, compose)."""
         kafka.provision(self.cache, echo)
         minio.provision(self.cache, echo)
-        toxiproxy.provision(self.cache, echo)  # not started by `up`: the soak harness (bench/soak) runs its own
+        if dev_tools:
+            toxiproxy.provision(self.cache, echo)  # not started by `up`: the soak harness (bench/soak) runs its own
+            compose.provision(self.cache, echo)  # `docker compose config` checks deploy/compose.yaml in the suite
 
     def up(self, echo=print) -> dict[str, str]:
-        self.provision(echo)
+        self.provision(echo, dev_tools=False)
         for name, srv, port in (("kafka", self.kafka(), KAFKA_PORT), ("minio", self.minio(), MINIO_PORT)):
             if not srv.running() and port_open(port):
                 raise StartError(f"port {port} on 127.0.0.1 is taken by another process; stop it or set "

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from deploy.local.process import free_port
 from shared.config import CommonSettings
 from shared.tls import TLSConfigError, client_context, parse_pin, pem_pin, server_tls
-from tests.tlscerts import make_pki
+from tests.tlscerts import make_pki, serve_https
 
 
 HITS: list[int] = []  # requests the server received
@@ -47,18 +43,8 @@ def https_url(pki):
         return {"hello": "tls"}
 
     s = DemoSettings(demo_tls_cert_file=pki.cert, demo_tls_key_file=pki.key)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           **s.uvicorn_tls("127.0.0.1")))
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"https://127.0.0.1:{port}"
-    server.should_exit = True
-    t.join(10)
+    with serve_https(app, s.uvicorn_tls("127.0.0.1")) as port:
+        yield f"https://127.0.0.1:{port}"
 
 
 def test_mixin_reads_service_prefixed_variables(monkeypatch, pki):
