@@ -25,7 +25,7 @@ def protect(
     ingest: str = typer.Option(..., help="ingest base URL: https://HOST:PORT (http:// only to 127.0.0.1)"),
     ingest_ca_file: Optional[Path] = typer.Option(
         None, envvar="DIALBACK_AGENT_INGEST_CA_FILE",
-        help="PEM CA bundle ingest's certificate must chain to (default: the system trust store)"),
+        help="PEM CA bundle ingest's certificate must chain to (default: certifi's bundle, or $SSL_CERT_FILE)"),
     ingest_pin: list[str] = typer.Option(
         [], envvar="DIALBACK_AGENT_INGEST_PINS",
         help="SHA-256 of ingest's public key or certificate (`dialback tls pin CERT.pem`); repeat for rotation"),

@@ -43,7 +43,7 @@ class AgentSettings(CommonSettings):
 
     ingest: str = Field("http://127.0.0.1:8100", description="ingest base URL: https://, or http:// to loopback only")
     ingest_ca_file: Path | None = Field(None, description="PEM CA bundle that ingest's certificate must chain to "
-                                                          "(default: the system trust store)")
+                                                          "(default: certifi's Mozilla bundle, or $SSL_CERT_FILE)")
     ingest_pins: str = Field("", description="SHA-256 pins (hex or base64, comma-separated) of ingest's public key "
                                              "(SPKI) or certificate; set: one must match, besides the CA check")
     token: SecretStr = Field(SecretStr(""), description="tenant bearer token for ingest")

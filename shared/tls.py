@@ -6,8 +6,8 @@ turns them into uvicorn's ssl keyword arguments, after checking that the pair lo
 error naming the variables instead of a traceback from inside uvicorn). Both unset: plain HTTP.
 
 Client side (the agent's WAN leg, docs/agent.md "TLS to ingest"): :func:`client_context`
-verifies the server's certificate against a CA bundle (or the default trust store) and, with
-pins, also requires the SHA-256 of the certificate's SubjectPublicKeyInfo or of the whole
+verifies the server's certificate against a CA bundle (or the default trust store: certifi, or
+$SSL_CERT_FILE) and, with pins, also requires the SHA-256 of the certificate's SubjectPublicKeyInfo or of the whole
 certificate to be one of them. The pin is checked right after the handshake, before the
 first byte of a request (and so the bearer token) is sent on the connection.
 """
@@ -196,8 +196,8 @@ def _hint(err: ssl.SSLCertVerificationError, what: str, ca_hint: str) -> ssl.SSL
     if isinstance(err, PinMismatch):
         return err
     # (errno, text): ssl errors print their strerror, or else their args tuple.
-    return ssl.SSLCertVerificationError(1, f"{what}'s TLS certificate was not accepted ({err.verify_message or err}): "
-                                        f"{ca_hint}")
+    why = err.verify_message or err
+    return ssl.SSLCertVerificationError(1, f"{what}'s TLS certificate was not accepted ({why}): {ca_hint}")
 
 
 def client_context(ca_file: Path | None = None, pins: list[bytes] | tuple[bytes, ...] = (),
@@ -214,9 +214,9 @@ def client_context(ca_file: Path | None = None, pins: list[bytes] | tuple[bytes,
         raise TLSConfigError(f"{ca_var}={ca_file}: cannot load it as a PEM CA bundle ({err})") from None
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ca_hint = (f"it is not signed by a CA in {ca_var}={ca_file}; give the bundle of the CA that signed "
-               "ingest's certificate" if ca_file else
-               f"it is not signed by a CA in the system trust store; set {ca_var} to the CA bundle that "
-               "signed it")
+               "its certificate" if ca_file else
+               "it is not signed by a CA in the default trust store (certifi, or $SSL_CERT_FILE); set "
+               f"{ca_var} to the CA bundle that signed it")
     pinset = frozenset(pins)
 
     class _Verified(ssl.SSLObject):  # asyncio/anyio connections (httpx.AsyncClient)
