@@ -11,7 +11,7 @@ from shared.tls import server_tls
 
 
 class AnalyzerSettings(CommonSettings, server_tls("analyzer")):
-    analyzer_host: str = Field("127.0.0.1", description="bind address (loopback unless fronted by a proxy)")
+    analyzer_host: str = Field("127.0.0.1", description="bind address (loopback, unless serving TLS or behind a TLS proxy)")
     analyzer_port: int = Field(8490, ge=0, le=65535, description="HTTP port")
     analyzer_profile_dir: Path = Field(default_factory=lambda: default_home() / "profiles",
                                        description="where uploaded profiles are kept and analyses read them")
