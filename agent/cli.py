@@ -66,7 +66,13 @@ def _call(target: tuple[httpx.Client, str], method: str, path: str, **kw) -> htt
 
 
 def protect(
-    ingest: str = typer.Option(..., help="ingest base URL, e.g. http://127.0.0.1:8100"),
+    ingest: str = typer.Option(..., help="ingest base URL: https://HOST:PORT (http:// only to 127.0.0.1)"),
+    ingest_ca_file: Optional[Path] = typer.Option(
+        None, envvar="DIALBACK_AGENT_INGEST_CA_FILE",
+        help="PEM CA bundle ingest's certificate must chain to (default: certifi's bundle, or $SSL_CERT_FILE)"),
+    ingest_pin: list[str] = typer.Option(
+        [], envvar="DIALBACK_AGENT_INGEST_PINS",
+        help="SHA-256 of ingest's public key or certificate (`dialback tls pin CERT.pem`); repeat for rotation"),
     token: str = typer.Option("", envvar="DIALBACK_AGENT_TOKEN",
                               help="agent token for ingest (scope ingest; or --credentials)"),
     credentials: Optional[Path] = typer.Option(
@@ -110,7 +116,8 @@ def protect(
                                  nbd_port=nbd_port, nbd_tls_dir=nbd_tls_dir, control_socket=control_socket,
                                  control_port=control_port, bookmark_hook=bookmark_hook,
                                  bookmark_fsfreeze=",".join(bookmark_fsfreeze), bandwidth=bandwidth, baseline=baseline,
-                                 reprotect=reprotect, **extra)
+                                 reprotect=reprotect, ingest_ca_file=ingest_ca_file,
+                                 ingest_pins=",".join(ingest_pin), **extra)
     except (ValidationError, ValueError) as err:
         console.print(f"[red]invalid settings:[/red] {err}")
         raise typer.Exit(2) from err

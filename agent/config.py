@@ -1,18 +1,24 @@
 """Agent settings, from DIALBACK_AGENT_* environment variables or the CLI.
 
-Example: DIALBACK_AGENT_INGEST=http://127.0.0.1:8100
-DIALBACK_AGENT_TOKEN=... DIALBACK_AGENT_GROUP=web DIALBACK_AGENT_VOLUMES="disk0=/dev/sdb,disk1=/srv/d1.img"
+Example: DIALBACK_AGENT_INGEST=https://ingest.example.net:8100 DIALBACK_AGENT_INGEST_CA_FILE=/etc/dialback/ca.pem
+DIALBACK_AGENT_CREDENTIALS_FILE=... DIALBACK_AGENT_GROUP=web DIALBACK_AGENT_VOLUMES="disk0=/dev/sdb,disk1=/srv/d1.img"
+
+The WAN leg is HTTPS with certificate verification (docs/agent.md, "TLS to ingest"): plain
+``http://`` is accepted only for a loopback ingest (tests, a local TLS proxy).
 """
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.config import CommonSettings, default_home
 from shared.tenancy import check_volume
+from shared.tls import client_context, is_loopback, parse_pin
 
 
 def parse_volumes(spec: str | list[str]) -> dict[str, Path]:
@@ -35,7 +41,11 @@ def parse_volumes(spec: str | list[str]) -> dict[str, Path]:
 class AgentSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="DIALBACK_AGENT_", extra="ignore")
 
-    ingest: str = Field("http://127.0.0.1:8100", description="ingest base URL")
+    ingest: str = Field("http://127.0.0.1:8100", description="ingest base URL: https://, or http:// to loopback only")
+    ingest_ca_file: Path | None = Field(None, description="PEM CA bundle that ingest's certificate must chain to "
+                                                          "(default: certifi's Mozilla bundle, or $SSL_CERT_FILE)")
+    ingest_pins: str = Field("", description="SHA-256 pins (hex or base64, comma-separated) of ingest's public key "
+                                             "(SPKI) or certificate; set: one must match, besides the CA check")
     token: SecretStr = Field(SecretStr(""), description="tenant bearer token for ingest")
     credentials_file: Path | None = Field(
         None, description="credentials file from `dialback tenant create` (token + transport key, 0600)")
@@ -83,6 +93,35 @@ class AgentSettings(CommonSettings):
         if self.reprotect and self.baseline:
             raise ValueError("--reprotect copies the disks again; it cannot be combined with --baseline")
         return self
+
+    @model_validator(mode="after")
+    def _wan_is_tls(self) -> "AgentSettings":
+        url = urlsplit(self.ingest)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"DIALBACK_AGENT_INGEST={self.ingest!r} is not an http(s) URL; give "
+                             "https://HOST:PORT of ingest")
+        if url.scheme == "http":
+            if not is_loopback(url.hostname):
+                raise ValueError(f"DIALBACK_AGENT_INGEST={self.ingest} is plain HTTP to {url.hostname}: the token, "
+                                 "the writes and the acknowledgements the spool is trimmed on would cross the "
+                                 "network unauthenticated. Use https:// (ingest serves TLS with "
+                                 "DIALBACK_INGEST_TLS_CERT_FILE and _KEY_FILE) and DIALBACK_AGENT_INGEST_CA_FILE "
+                                 "for a private CA; http:// is only for an ingest on 127.0.0.1")
+            if self.ingest_ca_file or self.ingest_pins:
+                raise ValueError("DIALBACK_AGENT_INGEST_CA_FILE / _PINS are set but DIALBACK_AGENT_INGEST is "
+                                 f"{self.ingest} (plain HTTP, nothing to verify); use https://")
+        self.pins()  # a malformed pin is refused now, not at the first connection
+        return self
+
+    def pins(self) -> list[bytes]:
+        return [parse_pin(p) for p in self.ingest_pins.split(",") if p.strip()]
+
+    def ingest_tls(self) -> ssl.SSLContext | None:
+        """The verifying TLS context of the connection to ingest (None for http:// on loopback)."""
+        if urlsplit(self.ingest).scheme != "https":
+            return None
+        return client_context(self.ingest_ca_file, self.pins(), what=f"ingest at {self.ingest}",
+                              ca_var="DIALBACK_AGENT_INGEST_CA_FILE")
 
     @model_validator(mode="after")
     def _tcp_needs_tls(self) -> "AgentSettings":

@@ -92,7 +92,8 @@ class Agent:
         self.shippers[s.group] = Shipper(group, s.ingest, token, s.bandwidth, transport=self.transport,
                                          backoff_cap=s.backoff_cap_seconds, sealing=sealing,
                                          batches_per_post=s.batches_per_post,
-                                         bodies_in_flight=s.bodies_in_flight, reprotect=s.reprotect)
+                                         bodies_in_flight=s.bodies_in_flight, reprotect=s.reprotect,
+                                         tls=s.ingest_tls())
         self.syncers[s.group] = Syncer(group, s.pace)
 
     def _servers(self) -> list[NbdServer]:

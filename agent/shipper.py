@@ -34,6 +34,7 @@ import asyncio
 import collections
 import email.utils
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -182,8 +183,12 @@ class Shipper:
                  transport: httpx.AsyncBaseTransport | None = None, backoff_start: float = 0.2,
                  backoff_cap: float = 10.0, poll: float = 0.02, sealing: tuple[str, bytes] | None = None,
                  batches_per_post: int = MAX_BATCHES_PER_BODY, bodies_in_flight: int = 2,
-                 reprotect: bool = False):
+                 reprotect: bool = False, tls: ssl.SSLContext | None = None):
         """``sealing``: (tenant, transport key) from the credentials file; None ships unsealed.
+
+        ``tls``: the verifying context for https:// (AgentSettings.ingest_tls: CA bundle, pins);
+        None: httpx's default verification. A connection that fails it is a TransportError like
+        any other: retried, nothing acknowledged, nothing trimmed.
 
         ``batches_per_post``: up to this many batches per request (shared.bodies); 1 sends the
         single-batch body. An ingest that answers 415 to a multi-batch body (older than the
@@ -205,6 +210,7 @@ class Shipper:
         self.token = token
         self.bandwidth = bandwidth
         self.transport = transport
+        self.tls = tls
         self.backoff_start = backoff_start
         self.backoff_cap = backoff_cap
         self.poll = poll
@@ -220,6 +226,7 @@ class Shipper:
 
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.ingest_url, transport=self.transport, timeout=30.0,
+                                 verify=self.tls if self.tls is not None else True, follow_redirects=False,
                                  headers={"Authorization": f"Bearer {self.token}",
                                           INCARNATION_HEADER: self.group.state.incarnation})
 

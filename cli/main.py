@@ -17,6 +17,7 @@ _PARTS = [
     "cli.demo",
     "cli.keys",
     "cli.tokens",
+    "cli.tls",
     "agent.cli",
     "services.ingest.cli",
     "services.retention.cli",

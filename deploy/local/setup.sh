@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provision everything Dialback needs on a fresh Debian machine, idempotently:
 # Debian packages, the project's virtualenv, and the cached Kafka jars and
-# MinIO and toxiproxy builds. A second run downloads and builds nothing.
+# MinIO, toxiproxy and docker compose builds. A second run downloads and builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -36,6 +36,6 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$stamp"
 fi
 
-say "provisioning Kafka, MinIO and toxiproxy (cached in ${DIALBACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dialback})"
+say "provisioning Kafka, MinIO, toxiproxy and the docker compose plugin (cached in ${DIALBACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dialback})"
 .venv/bin/dialback stack provision
 say "ready"

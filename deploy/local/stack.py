@@ -16,7 +16,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local import kafka, minio, toxiproxy
+from deploy.local import compose, kafka, minio, toxiproxy
+from deploy.local.private import write_private
 from deploy.local.process import Managed, StartError, port_open
 from shared.config import default_cache, default_home
 from shared.crypto.keyring import ensure_master_key
@@ -76,13 +77,19 @@ class Stack:
             "DIALBACK_RECOVERY_USAGE": "true",
         }
 
-    def provision(self, echo=print) -> None:
+    def provision(self, echo=print, dev_tools: bool = True) -> None:
+        """What the stack runs on; with ``dev_tools`` also what only tests use (toxiproxy, compose)."""
         kafka.provision(self.cache, echo)
         minio.provision(self.cache, echo)
-        toxiproxy.provision(self.cache, echo)  # not started by `up`: the soak harness (bench/soak) runs its own
+        if dev_tools:
+            toxiproxy.provision(self.cache, echo)  # not started by `up`: the soak harness (bench/soak) runs its own
+            try:  # only tests/deploy/test_compose.py needs it; it says so itself when it is missing
+                compose.provision(self.cache, echo)
+            except StartError as err:
+                echo(f"warning: no docker compose plugin ({err}); deploy/compose.yaml is not checked")
 
     def up(self, echo=print) -> dict[str, str]:
-        self.provision(echo)
+        self.provision(echo, dev_tools=False)
         for name, srv, port in (("kafka", self.kafka(), KAFKA_PORT), ("minio", self.minio(), MINIO_PORT)):
             if not srv.running() and port_open(port):
                 raise StartError(f"port {port} on 127.0.0.1 is taken by another process; stop it or set "
@@ -91,8 +98,12 @@ class Stack:
             srv.start()
         env = self.env()
         self.create_shared_topics(env)
-        (self.home / "stack.env").write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
+        self.write_env(env)
         return env
+
+    def write_env(self, env: dict[str, str]) -> Path:
+        """``$DIALBACK_HOME/stack.env``: the variables every service reads, 0600 (it holds the MinIO root secret)."""
+        return write_private(self.home / "stack.env", "".join(f"export {k}={v}\n" for k, v in env.items()))
 
     @staticmethod
     def create_shared_topics(env: dict[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -39,4 +40,30 @@ def go_build(what: str, package: str, version: str, out: Path, built_name: str |
         raise StartError(f"go install of {what} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     if built != out:
         built.rename(out)
+    return out
+
+
+def go_build_module(what: str, module: str, version: str, package: str, out: Path, ldflags: str = "",
+                    echo=print, note: str = "once") -> Path:
+    """``go build`` of ``package`` inside ``module@version`` as downloaded by the Go module proxy.
+
+    For modules whose go.mod has replace/exclude directives, which ``go install pkg@version``
+    refuses: building inside the module's own directory applies its go.mod as the main module's.
+    """
+    go = need("go")
+    echo(f"building {what} {version} with go build into {out.parent} ({note})")
+    env = {**os.environ, "CGO_ENABLED": "0"}
+    dl = subprocess.run([go, "mod", "download", "-json", f"{module}@{version}"], env=env, capture_output=True,
+                        text=True)
+    if dl.returncode != 0:
+        raise StartError(f"go mod download of {module}@{version} failed (exit {dl.returncode}):\n"
+                         f"{(dl.stderr or dl.stdout)[-3000:]}")
+    src = json.loads(dl.stdout)["Dir"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    argv = [go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), f"./{package}"]
+    proc = subprocess.run(argv, cwd=src, env=env, capture_output=True, text=True)
+    if proc.returncode != 0 or not tmp.exists():
+        raise StartError(f"go build of {what} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    tmp.rename(out)
     return out

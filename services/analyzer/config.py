@@ -9,10 +9,11 @@ from pydantic import Field, SecretStr
 from shared.auth import default_tenants_file
 from shared.bearer import admin_token_value
 from shared.config import CommonSettings, default_home
+from shared.tls import server_tls
 
 
-class AnalyzerSettings(CommonSettings):
-    analyzer_host: str = Field("127.0.0.1", description="bind address (loopback unless fronted by a proxy)")
+class AnalyzerSettings(CommonSettings, server_tls("analyzer")):
+    analyzer_host: str = Field("127.0.0.1", description="bind address (loopback, unless serving TLS or behind a TLS proxy)")
     analyzer_port: int = Field(8490, ge=0, le=65535, description="HTTP port")
     analyzer_profile_dir: Path = Field(default_factory=lambda: default_home() / "profiles",
                                        description="uploaded profiles, one directory per tenant (<dir>/<tenant>/)")

@@ -12,10 +12,11 @@ def main() -> None:
     settings = BurstSettings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        tls = settings.uvicorn_tls(settings.burst_host)
         app = create_app(settings)
-    except ValueError as err:  # e.g. a placeholder admin token
+    except ValueError as err:  # a placeholder admin token, a TLS pair that does not load
         raise SystemExit(f"burst: {err}") from None
-    uvicorn.run(app, host=settings.burst_host, port=settings.burst_port, log_level="info")
+    uvicorn.run(app, host=settings.burst_host, port=settings.burst_port, log_level="info", **tls)
 
 
 if __name__ == "__main__":

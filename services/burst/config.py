@@ -10,9 +10,10 @@ from pydantic import Field, SecretStr
 from shared.auth import default_tenants_file
 from shared.bearer import admin_token_value
 from shared.config import CommonSettings, default_home
+from shared.tls import server_tls
 
 
-class BurstSettings(CommonSettings):
+class BurstSettings(CommonSettings, server_tls("burst")):
     burst_host: str = "127.0.0.1"
     burst_port: int = 8106
     burst_admin_token: SecretStr | None = Field(

@@ -17,8 +17,9 @@ def main(settings: IngestSettings | None = None) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httptools and uvloop (both dependencies): request bodies are megabytes, and h11's pure-Python
     # parsing of them cost 0.3-0.5 ms of CPU per MB more (docs/ingest.md, "Server").
+    tls = settings.uvicorn_tls_or_exit(settings.ingest_host)  # HTTPS when DIALBACK_INGEST_TLS_* are set
     uvicorn.run(create_app(settings), host=settings.ingest_host, port=settings.ingest_port,
-                log_level=settings.log_level.lower(), http="httptools", loop="uvloop")
+                log_level=settings.log_level.lower(), http="httptools", loop="uvloop", **tls)
 
 
 if __name__ == "__main__":

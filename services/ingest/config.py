@@ -9,13 +9,14 @@ from pydantic import Field
 from shared.auth import default_tenants_file
 from shared.bodies import max_body_bytes
 from shared.config import CommonSettings
+from shared.tls import server_tls
 from shared.tenancy import USAGE_TOPIC
 
 DEFAULT_MAX_VOLUME_BYTES = 64 << 40  # 64 TiB
 
 
-class IngestSettings(CommonSettings):
-    ingest_host: str = Field("127.0.0.1", description="bind address (loopback unless fronted by a proxy)")
+class IngestSettings(CommonSettings, server_tls("ingest")):
+    ingest_host: str = Field("127.0.0.1", description="bind address (loopback, unless serving TLS or behind a TLS proxy)")
     ingest_port: int = Field(8100, ge=0, le=65535, description="HTTP port")
     tenants_file: Path | None = Field(None, description="tenants file; default $DIALBACK_HOME/tenants.json")
     writes_partitions: int = Field(3, ge=1, description="partitions of a new dialback.<tenant>.writes topic")

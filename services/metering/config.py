@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, model_validator
 
 from shared.config import CommonSettings
+from shared.tls import is_loopback, server_tls
 from shared.tenancy import BILLING_TOPIC, USAGE_TOPIC
 from shared.usage import DLQ_TOPIC
 
 
-class MeteringSettings(CommonSettings):
+class MeteringSettings(CommonSettings, server_tls("metering")):
     metering_host: str = Field("127.0.0.1", description="HTTP bind address (loopback only by default)")
     metering_port: int = Field(8104, description="HTTP port of the usage and licence API")
     metering_admin_token: SecretStr | None = Field(
@@ -37,13 +38,14 @@ class MeteringSettings(CommonSettings):
         0, ge=0, description="fault injection for tests: exit abruptly inside the Nth transaction, after "
                              "its records were produced and before it commits (0 = never)")
 
-    @field_validator("metering_host")
-    @classmethod
-    def _loopback(cls, v: str) -> str:
-        if v not in ("127.0.0.1", "::1", "localhost"):
-            raise ValueError("DIALBACK_METERING_HOST must be a loopback address; put a TLS proxy in front "
-                             "to expose the API")
-        return v
+    @model_validator(mode="after")
+    def _loopback_unless_tls(self) -> "MeteringSettings":
+        # The API carries billing data and the provider's admin token: never plain HTTP off the host.
+        if not is_loopback(self.metering_host) and not self.tls_enabled:
+            raise ValueError(f"DIALBACK_METERING_HOST={self.metering_host} is not a loopback address: serve "
+                             "HTTPS there (set DIALBACK_METERING_TLS_CERT_FILE and DIALBACK_METERING_TLS_KEY_FILE) "
+                             "or put a TLS proxy in front")
+        return self
 
     def policy(self):
         from services.metering.aggregator import Policy

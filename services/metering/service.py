@@ -98,9 +98,10 @@ class MeteringService:
     def serve(self) -> None:
         import uvicorn
 
+        tls = self.s.uvicorn_tls_or_exit(self.s.metering_host)
         self.start()
         server = uvicorn.Server(uvicorn.Config(self.app(), host=self.s.metering_host, port=self.s.metering_port,
-                                               log_level=self.s.log_level.lower()))
+                                               log_level=self.s.log_level.lower(), **tls))
 
         def watch():
             # The aggregator stopping (e.g. fenced by a newer instance) must stop the process too,

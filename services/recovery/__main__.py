@@ -18,10 +18,12 @@ def main() -> None:
     settings = RecoverySettings()
     tune_allocator()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tls = settings.uvicorn_tls_or_exit(settings.recovery_host)
     licences = LicenceWatch(settings.kafka_bootstrap, settings.licensing_topic).start()
     app = create_app(store_from_settings(settings), TenantAuth(settings.tenants_path()), settings,
                      licences=licences)
-    uvicorn.run(app, host=settings.recovery_host, port=settings.recovery_port, log_level=settings.log_level.lower())
+    uvicorn.run(app, host=settings.recovery_host, port=settings.recovery_port, log_level=settings.log_level.lower(),
+                **tls)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from shared.config import CommonSettings, default_home
+from shared.tls import server_tls
 
 
-class RecoverySettings(CommonSettings):
+class RecoverySettings(CommonSettings, server_tls("recovery")):
     recovery_host: str = Field("127.0.0.1", description="bind address of the recovery API")
     recovery_port: int = Field(8102, ge=1, le=65535)
     recovery_work_dir: Path | None = Field(None, description="where images are built; default $DIALBACK_HOME/recovery")

@@ -140,7 +140,7 @@ class _Ingest:
                               writes=self.writes, control=MemoryControlLog(broker), keys=TransportKeys(None))
 
     def agent(self, tmp_path, img, **kw) -> AgentThread:
-        s = agent_settings(tmp_path, "http://ingest", {"disk0": img}, token=self.token, **kw)
+        s = agent_settings(tmp_path, "http://127.0.0.1:8100", {"disk0": img}, token=self.token, **kw)
         return AgentThread(s, transport=httpx.ASGITransport(app=self.app)).start()
 
     def records(self):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from deploy.local.openstack import catalog, configure, dbsync, services, venv
 from deploy.local.openstack import layout as L
+from deploy.local.private import write_private
 from deploy.local.process import StartError
 from shared.config import default_cache, default_home
 
@@ -135,11 +136,12 @@ def status(state_dir: Path | None = None, cache_dir: Path | None = None) -> dict
 
 
 def _write_client_files(lay: L.Layout, ep: OpenStackEndpoints) -> None:
-    (lay.state_dir / "endpoints.json").write_text(json.dumps(asdict(ep), indent=2) + "\n")
-    (lay.state_dir / "openstack.env").write_text("".join(f"{k}={v}\n" for k, v in ep.env().items()))
-    (lay.state_dir / "clouds.yaml").write_text(
+    # All three hold the admin password: owner-only, like stack.env.
+    write_private(lay.state_dir / "endpoints.json", json.dumps(asdict(ep), indent=2) + "\n")
+    write_private(lay.state_dir / "openstack.env", "".join(f"{k}={v}\n" for k, v in ep.env().items()))
+    write_private(lay.state_dir / "clouds.yaml", (
         "clouds:\n  dialback-local:\n    auth:\n"
         f"      auth_url: {ep.auth_url}\n      username: {ep.username}\n      password: {ep.password}\n"
         f"      project_name: {ep.project_name}\n      user_domain_name: Default\n"
         f"      project_domain_name: Default\n    region_name: {ep.region_name}\n"
-        "    identity_api_version: 3\n")
+        "    identity_api_version: 3\n"))
