@@ -39,7 +39,7 @@ class Ingest:
         self.book.apply_record(lic.key, lic.to_json())
 
     def agent(self, tmp_path, img, token=None) -> AgentThread:
-        s = agent_settings(tmp_path, "http://ingest", {"disk0": img}, token=token or self.token)
+        s = agent_settings(tmp_path, "http://127.0.0.1:8100", {"disk0": img}, token=token or self.token)
         return AgentThread(s, transport=httpx.ASGITransport(app=self.app)).start()
 
     def shipped(self) -> int:
