@@ -1,5 +1,8 @@
 """Kafka helpers on confluent-kafka.
 
+Every client made here (producer, admin, consumer) connects with the
+DIALBACK_KAFKA_* security settings (shared.bus.security): TLS, SASL.
+
 The producer is idempotent with ``acks=all``: a record acknowledged by
 :meth:`Producer.send_sync` is in the in-sync replicas and will not be
 duplicated by the client's own retries. Topic auto-creation is off on the
@@ -15,6 +18,7 @@ from typing import Iterable
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer as _Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from shared.bus.security import kafka_security
 from shared.errors import DialbackError
 
 
@@ -26,9 +30,14 @@ class BusUnavailable(BusError):
     """Kafka could not be reached or did not acknowledge in time; retry later."""
 
 
+def client_config(bootstrap: str) -> dict:
+    """What every confluent-kafka client gets: the brokers and the DIALBACK_KAFKA_* security (shared.bus.security)."""
+    return {"bootstrap.servers": bootstrap, **kafka_security().librdkafka()}
+
+
 def producer_config(bootstrap: str, **extra) -> dict:
     conf = {
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 2,
@@ -108,7 +117,7 @@ class Producer:
 
 
 def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+    return AdminClient({**client_config(bootstrap), "socket.timeout.ms": 10000})
 
 
 def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 1, replication: int = 1,
@@ -137,7 +146,7 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 1, rep
 
 def consumer(bootstrap: str, group: str, **extra) -> Consumer:
     conf = {
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
