@@ -116,18 +116,39 @@ class Producer:
         return self._p.flush(timeout)
 
 
-def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({**client_config(bootstrap), "socket.timeout.ms": 10000})
+def admin(bootstrap: str, errors: list | None = None) -> AdminClient:
+    """An admin client; ``errors`` collects what librdkafka reports in the background (auth, TLS)."""
+    conf = {**client_config(bootstrap), "socket.timeout.ms": 10000}
+    if errors is not None:
+        conf["error_cb"] = errors.append
+    return AdminClient(conf)
+
+
+def connection_hint(errors: list) -> str:
+    """What the client's background errors say about a failed connection, for the user's message."""
+    for err in reversed(errors):
+        if err.code() == KafkaError._AUTHENTICATION:
+            return (f"; authentication failed ({err.str()}): check DIALBACK_KAFKA_SASL_USERNAME, "
+                    "DIALBACK_KAFKA_SASL_PASSWORD(_FILE) and DIALBACK_KAFKA_SASL_MECHANISM")
+        if err.code() == KafkaError._SSL:
+            return (f"; TLS failed ({err.str()}): check DIALBACK_KAFKA_SSL_CAFILE and that the broker's "
+                    "certificate names the host in DIALBACK_KAFKA_BOOTSTRAP")
+    if errors:
+        return (f"; last client error: {errors[-1].str()} (check DIALBACK_KAFKA_SECURITY_PROTOCOL matches "
+                "the broker's listener)")
+    return ""
 
 
 def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 1, replication: int = 1,
                   config: dict | None = None, timeout: float = 30.0) -> None:
     """Create topics that do not exist yet (idempotent)."""
-    adm = admin(bootstrap)
+    errors: list = []
+    adm = admin(bootstrap, errors)
     try:
         existing = set(adm.list_topics(timeout=timeout).topics)
     except KafkaException as err:
-        raise BusUnavailable(f"cannot reach Kafka at {bootstrap}: {err}") from err
+        adm.poll(0)  # deliver the background errors (the why) to errors
+        raise BusUnavailable(f"cannot reach Kafka at {bootstrap}: {err}{connection_hint(errors)}") from err
     wanted = [n for n in names if n not in existing]
     if not wanted:
         return

@@ -66,11 +66,11 @@ def _payload(marker: bytes, seq: int) -> bytes:
 def test_wrong_password_and_plaintext_clients_are_refused(kafka_sasl, monkeypatch):
     for k, v in kafka_sasl.security_env(password="not-the-password").items():
         monkeypatch.setenv(k, v)
-    with pytest.raises(BusUnavailable):
+    with pytest.raises(BusUnavailable, match="authentication failed.*DIALBACK_KAFKA_SASL_USERNAME"):
         ensure_topics(kafka_sasl.bootstrap, ["dialback.nobody.writes"], timeout=5)
     for k in kafka_sasl.security_env():
         monkeypatch.delenv(k)
-    with pytest.raises(BusUnavailable):  # PLAINTEXT against the SASL_SSL listener
+    with pytest.raises(BusUnavailable, match="DIALBACK_KAFKA_SECURITY_PROTOCOL"):  # PLAINTEXT client, SASL_SSL listener
         ensure_topics(kafka_sasl.bootstrap, ["dialback.nobody.writes"], timeout=5)
 
 
