@@ -75,4 +75,4 @@ def test_tenant_create_racing_first_writes_loses_no_key(tmp_path: Path):
             inner.ensure_bucket(bucket)
             inner.put(bucket, "groups/g/manifest.json", raw)
             assert EncryptedObjectStore(inner, restarted).get(bucket, "groups/g/manifest.json") == data
-    assert restarted.verify() == len(tenant_entries("t")) * PAIRS * ROUNDS
+    assert restarted.verify() == len(tenant_entries("acme")) * PAIRS * ROUNDS
