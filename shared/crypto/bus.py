@@ -92,7 +92,7 @@ class BusSeal:
         try:
             key = self.ring.data_key(bus_entry(tenant)) if self.create else self.ring.find(bus_entry(tenant))
         except KeyringError as err:
-            raise BusSealError(f"cannot unwrap the bus key of tenant {tenant!r}: {err}") from err
+            raise BusSealError(f"cannot get the bus key of tenant {tenant!r}: {err}") from err
         if key is None:
             raise BusSealError(
                 f"tenant {tenant!r} has no bus key in the keyring, so its sealed records cannot be opened; "

@@ -140,3 +140,16 @@ def test_wrong_master_key_is_a_500_for_the_operator(harness, key, tmp_path):
     assert r.status_code == 500 and "DIALBACK_MASTER_KEY_FILE" in r.json()["detail"]
     assert harness.writes.messages("acme") == []
     _answers_and_logs_hold_no_key([r.text], key)
+
+
+def test_a_bus_key_that_cannot_be_made_is_a_500_and_nothing_is_produced(harness, key, tmp_path):
+    # globex has no transport key, so its plaintext body opens; sealing it for Kafka needs a bus key,
+    # which a process holding another master key than the keyring file's must not create.
+    wrong = Keyring(new_key(), tmp_path / "keyring.json")
+    with TestClient(harness.app(keys=TransportKeys(wrong))) as c:
+        register(c, harness.tenants, "globex", "g1")
+        r = post(c, harness.tenants, "globex", "g1", batch(1, 2))
+    assert r.status_code == 500, r.text
+    assert "cannot seal the batch for Kafka" in r.json()["detail"] and "DIALBACK_MASTER_KEY_FILE" in r.json()["detail"]
+    assert harness.writes.messages("globex") == []
+    _answers_and_logs_hold_no_key([r.text], key)
