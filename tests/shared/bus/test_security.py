@@ -57,3 +57,18 @@ def test_incomplete_or_contradictory_settings_are_refused_naming_the_variable(mo
     _env(monkeypatch, security_protocol="SSL", ssl_cafile=str(tmp_path / "missing.pem"))
     with pytest.raises(KafkaSecurityError, match="DIALBACK_KAFKA_SSL_CAFILE.*is not a file"):
         client_config("h:1")
+
+
+def test_ssl_only_and_sasl_plaintext(monkeypatch, ca):
+    _env(monkeypatch, security_protocol="SSL", ssl_cafile=str(ca))
+    conf = client_config("h:1")
+    assert conf["security.protocol"] == "ssl" and conf["ssl.ca.location"] == str(ca)
+    assert not any(k.startswith("sasl.") for k in conf)
+    assert isinstance(kafka_security().faust_credentials(), faust.SSLCredentials)
+    _env(monkeypatch, security_protocol="SASL_PLAINTEXT", sasl_username="u", sasl_password="p",
+         sasl_mechanism="SCRAM-SHA-256")
+    conf = client_config("h:1")
+    assert (conf["security.protocol"], conf["sasl.mechanism"]) == ("sasl_plaintext", "SCRAM-SHA-256")
+    assert "ssl.ca.location" not in conf
+    creds = kafka_security().faust_credentials()
+    assert (creds.protocol.value, creds.mechanism.value, creds.ssl_context) == ("SASL_PLAINTEXT", "SCRAM-SHA-256", None)
