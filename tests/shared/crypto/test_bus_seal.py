@@ -18,7 +18,8 @@ def ring(tmp_path) -> Keyring:
 
 
 def _batch(first: int, last: int) -> bytes:
-    return encode_batch([data_record("disk0", s, s, s * 4096, b"secret-%04d" % s * 400) for s in range(first, last + 1)])
+    return encode_batch([data_record("disk0", s, s, s * 4096, b"secret-%04d" % s * 400)
+                         for s in range(first, last + 1)])
 
 
 def test_sealed_record_opens_to_the_batch_and_holds_none_of_it(ring):
