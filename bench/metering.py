@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import Consumer, Producer  # noqa: E402
 
-from shared.bus.kafka import ensure_topics, producer_config  # noqa: E402
+from shared.bus.kafka import client_config, ensure_topics, producer_config  # noqa: E402
 from services.metering.config import MeteringSettings  # noqa: E402
 from services.metering.lines import BillingLine  # noqa: E402
 from services.metering.runner import MeteringRunner  # noqa: E402
@@ -125,7 +125,7 @@ def phase_delay(s: MeteringSettings, rate: int, seconds: float) -> dict:
             runner.step()
 
     def read_feed():
-        c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"bench-feed-{uuid.uuid4().hex[:6]}",
+        c = Consumer({**client_config(s.kafka_bootstrap), "group.id": f"bench-feed-{uuid.uuid4().hex[:6]}",
                       "auto.offset.reset": "earliest", "isolation.level": "read_committed",
                       "enable.auto.commit": False})
         c.subscribe([s.billing_topic])

@@ -34,6 +34,22 @@ class KafkaServer:
     bootstrap: str
     managed: Managed | None = None
     tmp: Path | None = None
+    sasl_ssl: kafka.SaslSsl | None = None  # set when clients must connect over SASL_SSL
+
+    def security_env(self, user: str = "dialback", password: str | None = None) -> dict[str, str]:
+        """DIALBACK_KAFKA_* variables of a client logging in as ``user`` (``password``: override, e.g. a wrong one)."""
+        if self.sasl_ssl is None:
+            return {}
+        return {"DIALBACK_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "DIALBACK_KAFKA_SASL_MECHANISM": self.sasl_ssl.mechanism,
+                "DIALBACK_KAFKA_SASL_USERNAME": user,
+                "DIALBACK_KAFKA_SASL_PASSWORD": password if password is not None else self.sasl_ssl.users[user],
+                "DIALBACK_KAFKA_SSL_CAFILE": str(self.sasl_ssl.tls.ca_pem)}
+
+    def log_dir(self) -> Path:
+        """The broker's data directory (its log segment files), for tests that look at what rests on disk."""
+        assert self.tmp is not None, "an external Kafka's files are not here"
+        return self.tmp / "logs"
 
     def stop(self) -> None:
         if self.managed:
@@ -73,6 +89,25 @@ def start_kafka() -> KafkaServer:
     return KafkaServer(f"127.0.0.1:{port}", managed, tmp)
 
 
+def start_kafka_sasl_ssl() -> KafkaServer:
+    """A Kafka of its own whose only client listener is SASL_SSL (SCRAM-SHA-512) on loopback.
+
+    Certificates: a throwaway CA (deploy.local.certs); users ``broker`` (inter-broker) and
+    ``dialback`` (clients) with random passwords, created when the storage is formatted.
+    """
+    from deploy.local.certs import make_loopback_tls
+
+    cache = default_cache()
+    kafka.provision(cache)
+    tmp = Path(tempfile.mkdtemp(prefix="dialback-test-kafka-sasl-"))
+    tls = make_loopback_tls(tmp / "tls")
+    sasl = kafka.SaslSsl(tls, {"broker": secrets.token_hex(16), "dialback": secrets.token_hex(16)})
+    port = free_port()
+    managed = kafka.server(cache, tmp, port, free_port(), heap="384m", memory_limit=1536 << 20, sasl_ssl=sasl)
+    managed.start(timeout=120)
+    return KafkaServer(f"127.0.0.1:{port}", managed, tmp, sasl)
+
+
 def start_minio() -> MinioServer:
     if os.environ.get("DIALBACK_TEST_S3_ENDPOINT"):
         return MinioServer(os.environ["DIALBACK_TEST_S3_ENDPOINT"], os.environ["DIALBACK_TEST_S3_ACCESS_KEY"],
@@ -93,4 +128,5 @@ def cleanup(server) -> None:
         shutil.rmtree(server.tmp, ignore_errors=True)
 
 
-__all__ = ["KafkaServer", "MinioServer", "StartError", "start_kafka", "start_minio", "cleanup", "unavailable"]
+__all__ = ["KafkaServer", "MinioServer", "StartError", "start_kafka", "start_kafka_sasl_ssl", "start_minio", "cleanup",
+           "unavailable"]

@@ -18,6 +18,7 @@ from services.ingest.service import IngestService
 from services.ingest.transport import TransportKeys
 from services.ingest.usage import SOURCE, IngestUsage
 from shared.auth import TenantAuth
+from shared.crypto.bus import BusSeal
 from shared.licences import AllOn, LicenceView, LicenceWatch
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ def create_app(settings: IngestSettings | None = None, *, writes: WritesLog | No
     if licences is None:
         licences = LicenceWatch(settings.kafka_bootstrap, settings.licensing_topic) if on_kafka else AllOn()
     keys = keys or TransportKeys(keyring_from_env())
+    # With a keyring, records rest in Kafka sealed under the tenant's bus key (docs/encryption.md, "Kafka").
+    writes.use_seal(BusSeal(keys.ring, create=True))
     service = IngestService(writes, control, IngestMetrics(), keys=keys, usage=usage,
                             reorder_wait_s=settings.ingest_reorder_wait_s,
                             max_volume_bytes=settings.ingest_max_volume_bytes)

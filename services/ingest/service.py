@@ -28,13 +28,15 @@ import time
 from services.ingest.batches import BodyPlan, plan_body, plan_single
 from services.ingest.bus import BusUnavailable, ControlLog, WritesLog
 from services.ingest.config import DEFAULT_MAX_VOLUME_BYTES
-from services.ingest.errors import GroupConflict, IngestUnavailable, InvalidRegistration, SequenceGap, UnknownGroup
+from services.ingest.errors import (GroupConflict, IngestUnavailable, InvalidRegistration, SequenceGap,
+                                   TransportMisconfigured, UnknownGroup)
 from services.ingest.incarnation import check_batch, on_register, parse_registration
 from services.ingest.metrics import IngestMetrics
 from services.ingest.state import GroupState, TenantState, acked_event, registered_event
 from services.ingest.transport import TransportKeys, open_body
 from services.ingest.usage import IngestUsage
 from shared.broken import GROUP_BROKEN, GROUP_REPAIRED
+from shared.crypto.bus import BusSealError
 from shared.errors import InvalidName
 from shared.tenancy import check_volume
 
@@ -261,6 +263,11 @@ class IngestService:
                                         [(p.data, p.first_seq, p.last_seq) for p in plan.parts])
             except BusUnavailable as err:
                 raise IngestUnavailable(f"Kafka did not take the batch: {err}") from err
+            except BusSealError as err:  # nothing produced: the key is fetched before the first record
+                log.error("tenant %s group %s: %s", tenant, group, err)  # the detail (paths) for the operator
+                raise TransportMisconfigured("ingest cannot seal the batch for Kafka with this tenant's bus key; "
+                                             "the operator must check DIALBACK_MASTER_KEY_FILE and the keyring "
+                                             "(ingest's log says more)") from err
             finally:
                 self.metrics.produce_seconds.labels("writes").observe(time.perf_counter() - t0)
             # Only now, with every record of the body durable in the writes log, may the

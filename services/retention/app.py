@@ -26,7 +26,10 @@ from services.retention.processor import Processor
 from services.retention.topics import discover
 from services.retention.usage_events import SOURCE, UsageSampler
 from shared import broken
+from shared.bus.security import kafka_security
+from shared.crypto.bus import BusSeal
 from shared.objectstore import ObjectStore, ObjectStoreError
+from shared.objectstore.factory import keyring_from_env
 from shared.tenancy import control_topic, tenant_bucket, tenant_of_topic
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,7 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
     app = faust.App(
         settings.retention_app_id,
         broker=brokers,
+        broker_credentials=kafka_security().faust_credentials(),  # DIALBACK_KAFKA_SECURITY_PROTOCOL etc.
         store="memory://",
         autodiscover=False,
         key_serializer="raw",
@@ -88,7 +92,7 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
     journaler = Journaler(store, settings.bucket_prefix, settings.retention_segment_bytes,
                           settings.retention_segment_age, settings.retention_compress)
     proc = Processor(journaler, ack=lambda event: event.ack(), max_inflight=settings.retention_inflight_segments,
-                     notify=control_notifier(settings.kafka_bootstrap))
+                     notify=control_notifier(settings.kafka_bootstrap), bus=BusSeal(keyring_from_env()))
     manifests = ManifestWriter(store, settings.bucket_prefix)
     known = (sorted(writes), sorted(control))
 
@@ -98,7 +102,7 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
     async def journal(stream):
         async for event in stream.noack().events():
             msg = event.message
-            await proc.on_message(msg.topic, msg.tp, msg.key, msg.value, event)
+            await proc.on_message(msg.topic, msg.tp, msg.key, msg.value, event, msg.headers)
 
     if control:
         control_topic = app.topic(*control, key_type=bytes, value_type=bytes)

@@ -26,6 +26,7 @@ from services.retention.acks import OrderedAcks
 from services.retention.gaps import Gaps, Notify
 from services.retention.journaler import GroupId, Journaler, Outcome, Sealed
 from shared.broken import read_mark
+from shared.crypto.bus import BusSeal, BusSealError, Headers
 from shared.objectstore import ObjectStoreError
 from shared.tenancy import check_volume, tenant_of_topic
 
@@ -34,8 +35,10 @@ log = logging.getLogger(__name__)
 
 class Processor:
     def __init__(self, journaler: Journaler, ack: Callable[[Any], Any], max_buffer_factor: int = 4,
-                 max_inflight: int = 2, notify: Notify | None = None) -> None:
+                 max_inflight: int = 2, notify: Notify | None = None, bus: BusSeal | None = None) -> None:
         self.j = journaler
+        # Opens records sealed under the tenant's bus key; plaintext mode without a keyring.
+        self.bus = bus or BusSeal(None)
         self.acks = OrderedAcks(ack)
         self.gaps = Gaps(journaler, notify)
         self._locks: dict[GroupId, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -47,8 +50,15 @@ class Processor:
         self.retry_pause = 0.5
         self.last_flush_error: str | None = None
 
-    async def on_message(self, topic: str, tp: Hashable, key: bytes | None, value: bytes, item: Any) -> Outcome:
-        """Handle one writes-topic message; ``item`` is what gets acked once durable."""
+    async def on_message(self, topic: str, tp: Hashable, key: bytes | None, value: bytes, item: Any,
+                         headers: Headers = None) -> Outcome:
+        """Handle one writes-topic message; ``item`` is what gets acked once durable.
+
+        A record that may not or cannot be opened (plaintext while a master key is configured, sealed
+        without one, altered or moved) is refused like a corrupt batch: counted, logged, not buffered.
+        Its sequences are then missing, so the group's next record is a gap (gaps.py: commits held,
+        ingest asked for a resend), never a journal that silently skips data.
+        """
         handle = self.acks.track(tp, item)
         tenant = tenant_of_topic(topic)
         try:
@@ -58,6 +68,13 @@ class Processor:
         if tenant is None or group is None:
             log.error("message on %s with key %r is not a tenant's group write; skipped", topic, key)
             metrics.REFUSED.labels("bad_key").inc()
+            self.acks.done([handle])
+            return Outcome.CORRUPT
+        try:
+            value = self.bus.open(tenant, group, value, headers)
+        except BusSealError as err:
+            log.error("message on %s: %s", topic, err)
+            metrics.REFUSED.labels("seal").inc()
             self.acks.done([handle])
             return Outcome.CORRUPT
         gid = (tenant, group)

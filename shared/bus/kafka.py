@@ -1,5 +1,8 @@
 """Kafka helpers on confluent-kafka.
 
+Every client made here (producer, admin, consumer) connects with the
+DIALBACK_KAFKA_* security settings (shared.bus.security): TLS, SASL.
+
 The producer is idempotent with ``acks=all``: a record acknowledged by
 :meth:`Producer.send_sync` is in the in-sync replicas and will not be
 duplicated by the client's own retries. Topic auto-creation is off on the
@@ -15,6 +18,7 @@ from typing import Iterable
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer as _Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from shared.bus.security import kafka_security
 from shared.errors import DialbackError
 
 
@@ -26,9 +30,14 @@ class BusUnavailable(BusError):
     """Kafka could not be reached or did not acknowledge in time; retry later."""
 
 
+def client_config(bootstrap: str) -> dict:
+    """What every confluent-kafka client gets: the brokers and the DIALBACK_KAFKA_* security (shared.bus.security)."""
+    return {"bootstrap.servers": bootstrap, **kafka_security().librdkafka()}
+
+
 def producer_config(bootstrap: str, **extra) -> dict:
     conf = {
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 2,
@@ -107,18 +116,39 @@ class Producer:
         return self._p.flush(timeout)
 
 
-def admin(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
+def admin(bootstrap: str, errors: list | None = None) -> AdminClient:
+    """An admin client; ``errors`` collects what librdkafka reports in the background (auth, TLS)."""
+    conf = {**client_config(bootstrap), "socket.timeout.ms": 10000}
+    if errors is not None:
+        conf["error_cb"] = errors.append
+    return AdminClient(conf)
+
+
+def connection_hint(errors: list) -> str:
+    """What the client's background errors say about a failed connection, for the user's message."""
+    for err in reversed(errors):
+        if err.code() == KafkaError._AUTHENTICATION:
+            return (f"; authentication failed ({err.str()}): check DIALBACK_KAFKA_SASL_USERNAME, "
+                    "DIALBACK_KAFKA_SASL_PASSWORD(_FILE) and DIALBACK_KAFKA_SASL_MECHANISM")
+        if err.code() == KafkaError._SSL:
+            return (f"; TLS failed ({err.str()}): check DIALBACK_KAFKA_SSL_CAFILE and that the broker's "
+                    "certificate names the host in DIALBACK_KAFKA_BOOTSTRAP")
+    if errors:
+        return (f"; last client error: {errors[-1].str()} (check DIALBACK_KAFKA_SECURITY_PROTOCOL matches "
+                "the broker's listener)")
+    return ""
 
 
 def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 1, replication: int = 1,
                   config: dict | None = None, timeout: float = 30.0) -> None:
     """Create topics that do not exist yet (idempotent)."""
-    adm = admin(bootstrap)
+    errors: list = []
+    adm = admin(bootstrap, errors)
     try:
         existing = set(adm.list_topics(timeout=timeout).topics)
     except KafkaException as err:
-        raise BusUnavailable(f"cannot reach Kafka at {bootstrap}: {err}") from err
+        adm.poll(0)  # deliver the background errors (the why) to errors
+        raise BusUnavailable(f"cannot reach Kafka at {bootstrap}: {err}{connection_hint(errors)}") from err
     wanted = [n for n in names if n not in existing]
     if not wanted:
         return
@@ -137,7 +167,7 @@ def ensure_topics(bootstrap: str, names: Iterable[str], partitions: int = 1, rep
 
 def consumer(bootstrap: str, group: str, **extra) -> Consumer:
     conf = {
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",

@@ -8,12 +8,12 @@ from typing import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from shared.bus.kafka import BusUnavailable
+from shared.bus.kafka import BusUnavailable, client_config
 
 
 def _assigned_from_start(bootstrap: str, topic: str, eof: bool) -> tuple[Consumer, list[TopicPartition]]:
     c = Consumer({
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
         # never commits: a throwaway group id keeps it out of everyone's way
         "group.id": f"dialback-replay-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False,

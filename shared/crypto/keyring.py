@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from shared.crypto.keyring_file import KeyringError, locked, read_wrapped, replace_durably
 from shared.tenancy import tenant_bucket
 
-__all__ = ["Keyring", "KeyringError", "ensure_master_key", "load_master_key", "tenant_entries",
+__all__ = ["Keyring", "KeyringError", "bus_entry", "ensure_master_key", "load_master_key", "tenant_entries",
            "transport_entry", "write_master_key"]
 
 
@@ -43,13 +43,18 @@ def transport_entry(tenant: str) -> str:
     return "transport:" + tenant
 
 
+def bus_entry(tenant: str) -> str:
+    """Keyring entry of the key that seals a tenant's records in Kafka (shared.crypto.bus)."""
+    return "bus:" + tenant
+
+
 def tenant_entries(tenant: str, bucket_prefix: str = "dialback-") -> tuple[str, ...]:
-    """Every keyring entry a tenant's data needs: its transport key and its bucket's data key.
+    """Every keyring entry a tenant's data needs: its transport key, its bus key and its bucket's data key.
 
     `dialback tenant create` creates all of them, so services find them
     instead of creating one lazily while other processes do the same.
     """
-    return transport_entry(tenant), tenant_bucket(tenant, bucket_prefix)
+    return transport_entry(tenant), bus_entry(tenant), tenant_bucket(tenant, bucket_prefix)
 
 
 def load_master_key(path: str | Path) -> bytes:

@@ -1,7 +1,8 @@
 """Encryption ON end to end: sealed agent→ingest batches, encrypted objects in MinIO.
 
 A random marker written through the tap comes back byte-exact from recovery
-but appears in no stored object, and no key ends up in a log.
+but appears in no stored object nor in the broker's log files (records in
+Kafka are sealed under the tenant's bus key), and no key ends up in a log.
 """
 
 from __future__ import annotations
@@ -49,7 +50,16 @@ def _stored(minio_store, tenant: str) -> dict[str, bytes]:
     return {o.key: minio_store.get(tenant_bucket(tenant), o.key) for o in objects}
 
 
-def test_marker_recovers_byte_exact_and_is_in_no_stored_object(pipeline, tmp_path, minio_store):
+def _in_kafka_files(kafka_server, tenant: str, marker: bytes) -> bool | None:
+    """Whether the broker's files of the tenant's writes topic hold ``marker`` (None: an external Kafka)."""
+    if kafka_server.tmp is None:
+        return None
+    files = [f for d in kafka_server.log_dir().glob(f"dialback.{tenant}.writes-*") for f in d.iterdir()]
+    assert files, f"no log files of tenant {tenant}'s writes topic under {kafka_server.log_dir()}"
+    return any(marker in f.read_bytes() for f in files if f.is_file())
+
+
+def test_marker_recovers_byte_exact_and_is_in_no_stored_object(pipeline, tmp_path, minio_store, kafka_server):
     master = pipeline.home / "master.key"
     assert stat.S_IMODE(master.stat().st_mode) == 0o600
     assert pipeline.env["DIALBACK_MASTER_KEY_FILE"] == str(master)
@@ -59,6 +69,7 @@ def test_marker_recovers_byte_exact_and_is_in_no_stored_object(pipeline, tmp_pat
     for name, raw in _stored(minio_store, pipeline.tenant).items():
         assert raw[:5] == b"DBE2\x02", f"{name} is not encrypted (in format DBE2)"
         assert marker not in raw, f"marker found in plaintext in {name}"
+    assert _in_kafka_files(kafka_server, pipeline.tenant, marker) in (False, None), "plaintext writes in Kafka"
     logs = "\n".join(m.log_file.read_text(errors="replace")
                      for m in [*pipeline.services.values(), *(a.managed for a in pipeline.agents)])
     assert logs.strip(), "the processes wrote no logs to search"
@@ -66,12 +77,13 @@ def test_marker_recovers_byte_exact_and_is_in_no_stored_object(pipeline, tmp_pat
         assert form not in logs
 
 
-def test_control_without_encryption_the_marker_is_visible(stack_env, tmp_path, minio_store):
-    """Shows the check above has teeth: with encryption OFF the same marker is in a stored object."""
+def test_control_without_encryption_the_marker_is_visible(stack_env, tmp_path, minio_store, kafka_server):
+    """Shows the checks above have teeth: with encryption OFF the same marker is in a stored object and in Kafka."""
     p = Pipeline.create(stack_env, tmp_path / "plain-home", encrypt=False)
     try:
         assert read_credentials(p.credentials).transport_key is None
         marker = _write_markers_and_recover(p, tmp_path)
         assert any(marker in raw for raw in _stored(minio_store, p.tenant).values())
+        assert _in_kafka_files(kafka_server, p.tenant, marker) in (True, None)
     finally:
         p.stop_all()

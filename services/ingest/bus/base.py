@@ -8,6 +8,9 @@ Both are blocking; the service calls them from a worker thread.
 * ``publish`` (``publish_many``: several, in order) returns only after the log acknowledged the batch durably
   (Kafka: idempotent producer, acks=all). Batches of one group are appended in
   call order and keyed by group, so one group stays in one partition, in order.
+* Record values are sealed under the tenant's bus key once :meth:`WritesLog.use_seal` gave
+  a :class:`~shared.crypto.bus.BusSeal` with a keyring (docs/encryption.md, "Kafka"); the
+  group key and the ``first_seq``/``last_seq`` headers stay readable for routing.
 * On any failure it raises :class:`~shared.bus.kafka.BusUnavailable`; the
   caller must then treat the batch as NOT acknowledged (it may or may not be
   in the log: a resend can land twice, which consumers tolerate).
@@ -31,6 +34,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from shared.bus.kafka import BusUnavailable
+from shared.crypto.bus import BusSeal
 
 __all__ = ["BusUnavailable", "ControlLog", "WritesLog", "control_key"]
 
@@ -40,6 +44,16 @@ def control_key(group: str) -> bytes:
 
 
 class WritesLog(ABC):
+    seal: BusSeal = BusSeal(None)  # plaintext until use_seal
+
+    def use_seal(self, seal: BusSeal) -> None:
+        """Seal every record published from now on with ``seal`` (one AES-GCM call per record)."""
+        self.seal = seal
+
+    def record(self, tenant: str, group: str, batch: bytes, first_seq: int, last_seq: int) -> tuple[bytes, list]:
+        """(value, headers) of the record that carries ``batch``: sealed when a seal is in use."""
+        return self.seal.seal(tenant, group, first_seq, last_seq, batch)
+
     def close(self) -> None:
         """Release connections; nothing is pending (every publish already waited)."""
 

@@ -99,15 +99,15 @@ class KafkaWritesLog(WritesLog):
         self.producer.flush(5)
 
     def publish(self, tenant: str, group: str, batch: bytes, first_seq: int, last_seq: int) -> None:
-        headers = [("first_seq", str(first_seq).encode()), ("last_seq", str(last_seq).encode())]
-        self.producer.send_sync(writes_topic(tenant), batch, key=group.encode(), headers=headers,
+        value, headers = self.record(tenant, group, batch, first_seq, last_seq)
+        self.producer.send_sync(writes_topic(tenant), value, key=group.encode(), headers=headers,
                                 timeout=self.timeout)
 
-
     def publish_many(self, tenant: str, group: str, batches: list[tuple[bytes, int, int]]) -> None:
+        key = group.encode()
         self.producer.send_many_sync(writes_topic(tenant), [
-            (group.encode(), batch, [("first_seq", str(first).encode()), ("last_seq", str(last).encode())])
-            for batch, first, last in batches], timeout=self.timeout)
+            (key, *self.record(tenant, group, batch, first, last)) for batch, first, last in batches],
+            timeout=self.timeout)
 
 
 class KafkaControlLog(ControlLog):

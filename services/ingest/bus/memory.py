@@ -66,8 +66,8 @@ class MemoryWritesLog(WritesLog):
         self.broker.create(writes_topic(tenant))
 
     def publish(self, tenant: str, group: str, batch: bytes, first_seq: int, last_seq: int) -> None:
-        headers = (("first_seq", str(first_seq).encode()), ("last_seq", str(last_seq).encode()))
-        self.broker.append(writes_topic(tenant), Message(group.encode(), bytes(batch), headers))
+        value, headers = self.record(tenant, group, bytes(batch), first_seq, last_seq)
+        self.broker.append(writes_topic(tenant), Message(group.encode(), value, tuple(headers)))
 
     def messages(self, tenant: str) -> list[Message]:
         return self.broker.topics.get(writes_topic(tenant), [])

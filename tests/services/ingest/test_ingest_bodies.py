@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from services.ingest.transport import TransportKeys
 from shared.bodies import (BATCHES_CONTENT_TYPE, MAX_BATCHES_PER_BODY, SEALED_BATCHES_CONTENT_TYPE, encode_body,
                            max_body_bytes)
+from shared.crypto.bus import BusSeal
 from shared.crypto.keyring import Keyring, transport_entry
 from shared.crypto.transport import new_key, seal
 from shared.frames import decode_batch
@@ -33,8 +34,11 @@ def acked_events(harness) -> list[dict]:
     return [e for e in events if e["type"] == "BatchAcked"]
 
 
-def seqs(harness) -> list[list[int]]:
-    return [[r.sequence for r in decode_batch(m.value)] for m in harness.writes.messages("acme")]
+def seqs(harness, ring: Keyring | None = None) -> list[list[int]]:
+    """Sequences of each record in the writes topic (opened with the bus key when ``ring``)."""
+    bus = BusSeal(ring)
+    return [[r.sequence for r in decode_batch(bus.open("acme", "g1", m.value, m.headers))]
+            for m in harness.writes.messages("acme")]
 
 
 def test_each_batch_is_one_message_and_the_body_one_control_event(client, harness, tenants):
@@ -108,7 +112,7 @@ def test_sealed_body_binds_the_whole_range(harness, tmp_path):
         assert harness.writes.messages("acme") == []
         r = post_body(c, t, seal(key, "acme", "g1", 1, 6, plain), ctype=SEALED_BATCHES_CONTENT_TYPE)
         assert r.status_code == 200 and r.json() == {"acked_through": 6}
-    assert seqs(harness) == [[1, 2, 3], [4, 5, 6]]
+    assert seqs(harness, ring) == [[1, 2, 3], [4, 5, 6]]
 
 
 def test_one_usage_event_per_body(harness):

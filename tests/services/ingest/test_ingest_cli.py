@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from services.ingest.cli import register
 from shared.auth import INGEST, OPERATE, TenantAuth, read_tenants
 from shared.credentials import read_credentials
-from shared.crypto.keyring import Keyring, ensure_master_key, load_master_key, transport_entry
+from shared.crypto.keyring import Keyring, bus_entry, ensure_master_key, load_master_key, transport_entry
 
 
 def make_app() -> typer.Typer:
@@ -98,6 +98,6 @@ def test_create_stores_every_key_the_tenants_data_needs(tmp_path, monkeypatch):
     store.ensure_bucket(bucket)
     store.put(bucket, "groups/g/manifest.json", b"{}")  # what retention's first write does
     assert ring_path.read_bytes() == before  # no key created lazily
-    assert restarted.verify() == 2
+    assert restarted.verify() == 3
     from shared.crypto.keyring import tenant_entries  # the list services and the CLI agree on
-    assert set(tenant_entries("acme", "acct-")) == {transport_entry("acme"), bucket}
+    assert set(tenant_entries("acme", "acct-")) == {transport_entry("acme"), bus_entry("acme"), bucket}

@@ -10,12 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.ingest.transport import TransportKeys
-from shared.crypto.keyring import Keyring, transport_entry
+from shared.crypto.bus import BusSeal, BusSealError
+from shared.crypto.keyring import Keyring, bus_entry, transport_entry
 from shared.crypto.transport import new_key, seal
 from shared.frames import decode_batch
 from shared.usage import MemoryEmitter, parse_event
 
-from .ingest_helpers import batch, post, post_sealed, register, sealed
+from .ingest_helpers import batch, post, post_sealed, records, register, sealed
 
 
 @pytest.fixture
@@ -49,13 +50,21 @@ def _answers_and_logs_hold_no_key(texts: list[str], key: bytes) -> None:
             assert f not in t
 
 
-def test_sealed_batch_is_opened_and_produced_as_plaintext(harness, sclient, key):
+def test_sealed_batch_is_opened_validated_and_produced_sealed_under_the_bus_key(harness, sclient, key, ring):
     r = post_sealed(sclient, harness.tenants, "acme", "g1", sealed(key, "acme", "g1", 1, 3))
     assert r.status_code == 200, r.text
     assert r.json() == {"acked_through": 3}
     [msg] = harness.writes.messages("acme")
-    assert msg.value == batch(1, 3)
-    assert [rec.sequence for rec in decode_batch(msg.value)] == [1, 2, 3]
+    plain = batch(1, 3)
+    # What rests in Kafka is not the batch: the payload pattern of records() is nowhere in it.
+    payload = records(2, 2)[0].data()[:256]
+    assert payload in plain and payload not in msg.value and len(msg.value) == len(plain) + 16
+    assert ring.find(bus_entry("acme")) not in (None, key)  # its own key, created on first produce
+    opened = BusSeal(ring).open("acme", "g1", msg.value, msg.headers)
+    assert opened == plain
+    assert [rec.sequence for rec in decode_batch(opened)] == [1, 2, 3]
+    with pytest.raises(BusSealError, match="does not authenticate"):
+        BusSeal(ring).open("acme", "g2", msg.value, msg.headers)  # keyed to another group
 
 
 def test_refusals_produce_nothing_and_leak_no_key(harness, sclient, key, caplog):
@@ -130,4 +139,17 @@ def test_wrong_master_key_is_a_500_for_the_operator(harness, key, tmp_path):
         r = post_sealed(c, harness.tenants, "acme", "g1", sealed(key, "acme", "g1", 1, 2))
     assert r.status_code == 500 and "DIALBACK_MASTER_KEY_FILE" in r.json()["detail"]
     assert harness.writes.messages("acme") == []
+    _answers_and_logs_hold_no_key([r.text], key)
+
+
+def test_a_bus_key_that_cannot_be_made_is_a_500_and_nothing_is_produced(harness, key, tmp_path):
+    # globex has no transport key, so its plaintext body opens; sealing it for Kafka needs a bus key,
+    # which a process holding another master key than the keyring file's must not create.
+    wrong = Keyring(new_key(), tmp_path / "keyring.json")
+    with TestClient(harness.app(keys=TransportKeys(wrong))) as c:
+        register(c, harness.tenants, "globex", "g1")
+        r = post(c, harness.tenants, "globex", "g1", batch(1, 2))
+    assert r.status_code == 500, r.text
+    assert "cannot seal the batch for Kafka" in r.json()["detail"] and "DIALBACK_MASTER_KEY_FILE" in r.json()["detail"]
+    assert harness.writes.messages("globex") == []
     _answers_and_logs_hold_no_key([r.text], key)

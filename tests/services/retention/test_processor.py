@@ -283,3 +283,35 @@ def test_failed_timeline_entry_blocks_later_entries_until_it_is_written():
         await proc.flush_all()
         assert acked == list(range(len(msgs))) and last_sequence(store, "dialback-acme", "g1") == 30
     asyncio.run(run())
+
+
+def test_sealed_records_are_opened_and_a_plaintext_one_is_refused_not_journaled(tmp_path):
+    from shared.crypto.bus import BusSeal
+    from shared.crypto.keyring import Keyring
+    from shared.crypto.transport import new_key
+
+    async def run():
+        store, now = MemoryObjectStore(), [0.0]
+        ring = Keyring(new_key(), tmp_path / "keyring.json")
+        ingest = BusSeal(ring, create=True)
+        acked: list = []
+        proc = Processor(Journaler(store, max_age=1.0, clock=lambda: now[0]), ack=acked.append, bus=BusSeal(ring))
+        b = batches_of(random_records(30, seed=9), 10)
+        value, headers = ingest.seal("acme", "g1", 1, 10, b[0])
+        assert await proc.on_message(TOPIC, "p0", b"g1", value, 0, headers) is Outcome.BUFFERED
+        # A plaintext record while the master key is on (another producer, or ingest run without
+        # the key) is refused: nothing of it is journaled, so the next sealed record is a gap.
+        plain_headers = [("first_seq", b"11"), ("last_seq", b"20")]
+        assert await proc.on_message(TOPIC, "p0", b"g1", b[1], 1, plain_headers) is Outcome.CORRUPT
+        value, headers = ingest.seal("acme", "g1", 21, 30, b[2])
+        assert await proc.on_message(TOPIC, "p0", b"g1", value, 2, headers) is Outcome.GAP
+        # A record sealed for g1 but keyed to g2 does not open either.
+        value, headers = ingest.seal("acme", "g1", 11, 20, b[1])
+        assert await proc.on_message(TOPIC, "p0", b"g2", value, 3, headers) is Outcome.CORRUPT
+        now[0] = 5.0
+        await proc.flush_all()
+        await proc.gaps.settle()
+        assert last_sequence(store, "dialback-acme", "g1") == 10
+        assert last_sequence(store, "dialback-acme", "g2") == 0
+        assert 2 not in acked  # the gap message is held
+    asyncio.run(run())
