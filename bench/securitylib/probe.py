@@ -149,8 +149,13 @@ class Probe:
         svc["requests"] += 1
         self.report.requests_sent += 1
         try:
-            resp = self.client.request(req.method, req.url, params=req.params, json=req.json_body,
-                                       content=req.content, headers=headers)
+            try:
+                resp = self.client.request(req.method, req.url, params=req.params, json=req.json_body,
+                                           content=req.content, headers=headers)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # A kept-alive connection the server closed (uvicorn does after a 500): once more, fresh.
+                resp = self.client.request(req.method, req.url, params=req.params, json=req.json_body,
+                                           content=req.content, headers=headers)
         except httpx.HTTPError as err:
             self.find("server_error", route, who, None, f"{req.method} {req.url}: no answer ({err!r})")
             return None
