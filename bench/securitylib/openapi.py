@@ -23,6 +23,32 @@ EXTRA_ROUTES: dict[str, list[tuple[str, str]]] = {
 }
 
 
+# Bodies that reach past validation into the resource itself; "{key}" is the id set's value.
+# Routes not named here get the smallest body their schema accepts (example()).
+BODIES: dict[tuple[str, str, str], object] = {
+    ("ingest", "PUT", "/v1/groups/{group}"): {"volumes": [{"volume": "{volume}", "size": 1 << 20}]},
+    ("recovery", "POST", "/v1/groups/{group}/exports"): {"volume": "{volume}", "latest": True},
+    ("recovery", "POST", "/v1/groups/{group}/recoveries"): {"volume": "{volume}", "at": {"bookmark": "{bookmark}"}},
+    ("metering", "PUT", "/v1/tenants/{tenant}/licences/{feature}"): {"enabled": False, "group": "{group}"},
+    ("burst", "POST", "/v1/operations"): {"id": "{op_id}", "tenant": "{tenant}", "kind": "failover",
+                                          "group": "{group}", "volume": "{volume}"},
+    ("burst", "POST", "/v1/tenants/{tenant}/operations/{op_id}/scale"): {"count": 2},
+    ("burst", "POST", "/v1/tenants/{tenant}/operations/{op_id}/failback"): {
+        "reverse_group": "{group}", "target": "/nonexistent/{volume}.img", "agent_url": "http://127.0.0.1:9"},
+    ("analyzer", "POST", "/v1/analyses"): {"profiles": ["{name}"]},
+}
+
+
+def _fill(template, ids: dict[str, str]):
+    if isinstance(template, str):
+        return template.format(**ids)
+    if isinstance(template, dict):
+        return {k: _fill(v, ids) for k, v in template.items()}
+    if isinstance(template, list):
+        return [_fill(v, ids) for v in template]
+    return template
+
+
 @dataclass(frozen=True)
 class Route:
     service: str
@@ -92,7 +118,11 @@ def build(route: Route, base_url: str, ids: dict[str, str]) -> Request:
             path = path.replace("{" + name + "}", str(value))
         elif where == "query":
             query[name] = value
-    body = example(route.spec, route.body_schema, ids) if route.body_schema else None
+    key = (route.service, route.method, route.path)
+    if key in BODIES:
+        body = _fill(BODIES[key], ids)
+    else:
+        body = example(route.spec, route.body_schema, ids) if route.body_schema else None
     content = b"" if body is None and route.method in ("PUT", "POST") else None
     return Request(route.method, base_url + path, query, body, content)
 
