@@ -4,8 +4,9 @@ For each operation and principal, hypothesis draws up to ``max_examples`` cases
 (positive and negative, half of them with the path parameters pinned to tenant
 A's real ids, so B's token and no token really meet A's resources). Checks:
 schemathesis' ``not_a_server_error`` on every answer; for principals outside
-``OWNERS``, no answer contains a marker of A that the request did not carry; no
-answer contains a token. Failures are collected, not raised, so one run shows all.
+``OWNERS``, no answer contains a marker of A that the request did not carry (nor
+that the same principal stored in its own namespace by an accepted write, see
+World.stored); no answer contains a token. Failures are collected, not raised.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ def run(world: World, max_examples: int = 20, seconds: float = 120.0, who: tuple
         services: tuple[str, ...] = OPENAPI_SERVICES) -> FuzzReport:
     rep, t0 = FuzzReport(), time.monotonic()
     deadline = t0 + seconds
-    markers = world.markers()
     for svc in services:
         url = world.urls[svc]
         schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
@@ -61,12 +61,12 @@ def run(world: World, max_examples: int = 20, seconds: float = 120.0, who: tuple
                 if time.monotonic() > deadline:
                     rep.truncated = True
                     break
-                _fuzz(op, url, name, world, markers, max_examples, deadline, rep, counts)
+                _fuzz(op, url, name, world, max_examples, deadline, rep, counts)
     rep.seconds = round(time.monotonic() - t0, 2)
     return rep
 
 
-def _fuzz(op, url, who, world, markers, max_examples, deadline, rep, counts) -> None:
+def _fuzz(op, url, who, world, max_examples, deadline, rep, counts) -> None:
     headers = principals.PRINCIPALS[who](world)
     names = {p.name for p in op.path_parameters}
     pinned = {k: v for k, v in world.ids.items() if k in names}
@@ -97,10 +97,9 @@ def _fuzz(op, url, who, world, markers, max_examples, deadline, rep, counts) -> 
         except (Exception, BaseExceptionGroup) as err:  # noqa: BLE001 - schemathesis raises a FailureGroup
             _found(rep, counts, "server_error", label, who, resp.status_code, f"{err}: {resp.text[:300]}", case)
         asked = json.dumps([case.formatted_path, case.query, case.body], default=str)
-        for name, value in markers.items():
-            secret = name.startswith("token.")
-            if value in resp.text and (secret or (not owner and value not in asked)):
-                _found(rep, counts, "leak", label, who, resp.status_code, f"answer contains {name}", case)
+        for name in world.leaked(who, owner, asked, resp.text):
+            _found(rep, counts, "leak", label, who, resp.status_code, f"answer contains {name}", case)
+        world.stored(who, case.method, resp.status_code < 300, asked)
 
     one()
 

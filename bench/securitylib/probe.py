@@ -80,7 +80,6 @@ class Probe:
         self.w, self.max_requests, self.deadline = world, max_requests, time.monotonic() + seconds
         self.services, self.extra = services, extra
         self.missing: dict[str, dict[str, str]] = {}
-        self.owned: dict[str, set[str]] = {}  # principal -> A's names it stored in its own resources
         self.report = Report()
         self.client = httpx.Client(timeout=60)
         self.markers = world.markers()
@@ -175,17 +174,11 @@ class Probe:
         return resp
 
     def check_leak(self, route: Route, who: str, req: Request, resp: httpx.Response) -> None:
-        body, asked = resp.text, req.text()
-        owned = self.owned.setdefault(who, set())
-        for name, value in self.markers.items():
-            secret = name.startswith("token.")
-            if value in body and (secret or (who not in principals.OWNERS and value not in asked
-                                             and value not in owned)):
-                self.find("leak", route, who, resp.status_code, f"{req.method} {req.url}: the answer contains {name} "
-                                                               f"({'a token' if secret else value})")
-        if req.method != "GET" and resp.is_success:
-            # B stored these in its own namespace (a group of A's group's name, say): B's own from now on.
-            owned.update(v for k, v in self.markers.items() if not k.startswith("token.") and v in asked)
+        asked = req.text()
+        for name in self.w.leaked(who, who in principals.OWNERS, asked, resp.text):
+            self.find("leak", route, who, resp.status_code, f"{req.method} {req.url}: the answer contains {name}"
+                                                           f"{'' if name.startswith('token.') else ' ' + self.markers[name]}")
+        self.w.stored(who, req.method, resp.is_success, asked)
 
     def compare(self, before: dict, after: dict) -> None:
         for key in before:

@@ -44,6 +44,20 @@ class World:
     b_tenant: str
     ids: dict[str, str] = field(default_factory=dict)  # path parameter -> A's real value
     urls: dict[str, str] = field(default_factory=dict)
+    # principal -> A's names it stored in its own namespace by an accepted write (B may register a
+    # group of A's group's name; B's own group then names it): not a leak when B is shown them.
+    owned: dict[str, set[str]] = field(default_factory=dict)
+
+    def stored(self, who: str, method: str, ok: bool, asked: str) -> None:
+        if method.upper() != "GET" and ok:
+            self.owned.setdefault(who, set()).update(
+                v for k, v in self.markers().items() if not k.startswith("token.") and v in asked)
+
+    def leaked(self, who: str, owner: bool, asked: str, answer: str) -> list[str]:
+        """Names of the markers in ``answer`` that ``who`` should not see (tokens: nobody)."""
+        own = self.owned.get(who, set())
+        return [name for name, value in self.markers().items() if value in answer and (
+            name.startswith("token.") or (not owner and value not in asked and value not in own))]
 
     @property
     def a_tenant(self) -> str:
