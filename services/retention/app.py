@@ -87,6 +87,10 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
         web_port=settings.retention_web_port or 6066,
+        # faust's /router and /table pages answer anyone on the host with every tenant's
+        # topic names; retention routes no table keys between workers, so they are off.
+        web_router_enabled=False,
+        web_tables_enabled=False,
         datadir=str(settings.home / "retention"),
     )
     journaler = Journaler(store, settings.bucket_prefix, settings.retention_segment_bytes,
@@ -169,9 +173,10 @@ def build_app(settings: RetentionSettings, store: ObjectStore, writes: list[str]
         ok = proc.last_flush_error is None
         return web.json({"status": "ok" if ok else "degraded", "error": proc.last_flush_error,
                          "pending_acks": proc.acks.pending(), "oldest_buffer_s": proc.j.oldest_age(),
-                         # tenant/group -> first missing sequence; such a group's commits are held.
-                         "groups_broken": proc.gaps.status(),
-                         "topics": writes}, status=200 if ok else 503)
+                         # Counts only: this page needs no credential, so it names no tenant or group
+                         # (which group is broken: its broken mark, GroupBroken event, recovery's points).
+                         "groups_broken": len(proc.gaps.status()),
+                         "topics": len(writes)}, status=200 if ok else 503)
 
     @app.page("/metrics")
     async def metrics(web, request):
