@@ -17,8 +17,6 @@ Python's ssl module has no TLS-PSK, hence certificates.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import ssl
 import stat
@@ -79,57 +77,20 @@ def make_certs(out: str | os.PathLike, hostnames: list[str], days: int = 825) ->
     clients check the name they connect to against it. The CA key is not kept: to add or revoke
     a client, make a new set and restart the server with it (that is the rotation).
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from shared.pki import CLIENT_AUTH, SERVER_AUTH, issue, new_ca, write_private
 
     out = Path(out)
     server_dir, client_dir = out / "server", out / "client"
     for d in (server_dir, client_dir):
         if d.exists() and any(d.iterdir()):
             raise NbdTlsError(f"{d} already holds files; choose an empty directory (old keys are never overwritten)")
-    now = datetime.datetime.now(datetime.timezone.utc)
-    until = now + datetime.timedelta(days=days)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (x509.CertificateBuilder().subject_name(name("Dialback NBD CA")).issuer_name(name("Dialback NBD CA"))
-               .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now).not_valid_after(until)
-               .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-               .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-               .sign(ca_key, hashes.SHA256()))
-
-    def leaf(cn: str, usage, sans: list | None):
-        key = ec.generate_private_key(ec.SECP256R1())
-        b = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(ca_cert.subject)
-             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now).not_valid_after(until)
-             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-             .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
-        if sans:
-            b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return key, b.sign(ca_key, hashes.SHA256())
-
-    sans = []
-    for h in hostnames:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            sans.append(x509.DNSName(h))
-    pem = serialization.Encoding.PEM
-    for d, role, usage, alt in ((server_dir, "server", ExtendedKeyUsageOID.SERVER_AUTH, sans),
-                                (client_dir, "client", ExtendedKeyUsageOID.CLIENT_AUTH, None)):
-        key, cert = leaf(f"dialback-nbd-{role}", usage, alt)
+    ca = new_ca("Dialback NBD CA", days)
+    for d, role, usage, hosts in ((server_dir, "server", SERVER_AUTH, hostnames),
+                                  (client_dir, "client", CLIENT_AUTH, None)):
+        leaf = issue(ca, f"dialback-nbd-{role}", usage, hosts, days)
         d.mkdir(parents=True, exist_ok=True)
         os.chmod(d, 0o700)
-        (d / "ca-cert.pem").write_bytes(ca_cert.public_bytes(pem))
-        (d / f"{role}-cert.pem").write_bytes(cert.public_bytes(pem))
-        fd = os.open(d / f"{role}-key.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        (d / "ca-cert.pem").write_bytes(ca.cert_pem())
+        (d / f"{role}-cert.pem").write_bytes(leaf.cert_pem())
+        write_private(d / f"{role}-key.pem", leaf.key_pem(), exclusive=True)
     return server_dir, client_dir

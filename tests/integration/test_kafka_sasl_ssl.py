@@ -81,7 +81,7 @@ def test_writes_cross_kafka_sealed_over_sasl_ssl_and_retention_rebuilds_them(kaf
     ring_path = tmp_path / "keyring.json"
     ring = Keyring(load_master_key(master), ring_path)
     tenants = tmp_path / "tenants.json"
-    creds = create_tenant_with_credentials(tenants, tenant, tmp_path / "creds.json", ring)
+    creds = create_tenant_with_credentials(tenants, tenant, tmp_path / "creds.json", ring).agent
     env = {"DIALBACK_KAFKA_BOOTSTRAP": kafka_sasl.bootstrap, **kafka_sasl.security_env(), **minio_settings,
            "DIALBACK_HOME": str(tmp_path), "DIALBACK_TENANTS_FILE": str(tenants),
            "DIALBACK_MASTER_KEY_FILE": str(master), "DIALBACK_KEYRING_FILE": str(ring_path),
