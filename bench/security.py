@@ -9,9 +9,11 @@ creates tenants A and B, seeds A (a group shipped through ingest by a real agent
 a bookmark, an export, a failover, a licence, a profile), then:
 
 1. the isolation probe (bench/securitylib/probe.py): each route of each service's
-   /openapi.json (and retention's web pages) as tenant A, tenant B, no token, a
-   garbage token and the provider's admin token, on A's real ids and on random ones;
-2. schemathesis (bench/securitylib/fuzz.py) on each service as A, B and no token.
+   /openapi.json (and retention's web pages) as A's agent and operator, B's agent
+   and operator, no token, a garbage token and the provider's admin token, on A's
+   real ids and on random ones (bench/securitylib/principals.py);
+2. schemathesis (bench/securitylib/fuzz.py) on each service as A's agent and operator,
+   B's operator and no token.
 
 Prints JSON: routes_probed, requests_sent, server_errors (goal 0), cross_tenant_leaks
 (goal 0), unequal_refusals (goal 0), per-service counts and every finding. Exits 1

@@ -10,9 +10,9 @@ provider credential too, compared in constant time. The app puts
 Neither a token nor its digest is ever put into an answer or a log line.
 
 The rule, in one place (:meth:`Principal.refusal`): a provider credential may
-do everything; a tenant credential may act only on its own tenant (anything
-else is a 404, the same as "does not exist", so nothing leaks) and only with
-a scope it holds (else 403 naming the credential it needs).
+do everything; a tenant credential may act only with a scope it holds (else 403 naming
+the credential it needs, whatever the request names) and only on its own
+tenant (anything else is a 404, the same as "does not exist", so nothing leaks).
 """
 
 from __future__ import annotations
@@ -51,14 +51,17 @@ class Principal:
         return PROVIDER in self.scopes
 
     def refusal(self, scope: str, tenant: str | None = None) -> tuple[int, str] | None:
-        """None if allowed, else (status, message): 404 for another tenant, 403 for a missing scope."""
+        """None if allowed, else (status, message): 403 for a missing scope, else 404 for another tenant.
+
+        The scope comes first: a credential that may not do this gets the same 403 whichever tenant
+        or resource it names, so the answer tells nothing about what exists."""
         if self.admin:
             return None
-        if tenant is not None and tenant != self.tenant:
-            return 404, f"nothing of tenant {tenant!r} under this token"
         if self.tenant is None or scope not in self.scopes:
             return 403, (f"this token's credential ({', '.join(sorted(self.scopes)) or 'no scope'}) may not do "
                          f"this; it needs {NEEDS.get(scope, repr(scope))}")
+        if tenant is not None and tenant != self.tenant:
+            return 404, f"nothing of tenant {tenant!r} under this token"
         return None
 
     def allows(self, scope: str, tenant: str | None = None) -> bool:

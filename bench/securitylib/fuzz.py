@@ -2,7 +2,7 @@
 
 For each operation and principal, hypothesis draws up to ``max_examples`` cases
 (positive and negative, half of them with the path parameters pinned to tenant
-A's real ids, so B's token and no token really meet A's resources). Checks:
+A's real ids, so B's tokens, A's agent and no token really meet A's resources). Checks:
 schemathesis' ``not_a_server_error`` on every answer; for principals outside
 ``OWNERS``, no answer contains a marker of A that the request did not carry (nor
 that the same principal stored in its own namespace by an accepted write, see
@@ -24,7 +24,7 @@ from schemathesis.checks import not_a_server_error
 from bench.securitylib import principals
 from bench.securitylib.world import OPENAPI_SERVICES, World
 
-FUZZ_PRINCIPALS = ("tenant_a", "tenant_b", "none")
+FUZZ_PRINCIPALS = ("agent_a", "operator_a", "operator_b", "none")
 
 
 @dataclass

@@ -14,8 +14,9 @@ Checks (each failure is a finding):
 * ``unexpected_status``: a refused principal got a status outside its row in EXPECT.
 * ``changed``: tenant A's resources (World.snapshot) differ after the refused calls.
 
-Refused principals go first; the owners (A, the provider) after the snapshot, so
-their own writes cannot hide a change made by someone else.
+Every refused (route, principal) pair goes first, between two snapshots; the
+allowed ones (A's agent and operator on their own routes, the provider, anyone on
+public routes) after, so their own writes cannot hide a change made by a refused call.
 """
 
 from __future__ import annotations
@@ -90,19 +91,18 @@ class Probe:
         rs = self.routes()
         self.report.routes_probed = len(rs)
         try:
+            pairs = [(route, who) for route in rs for who in principals.PRINCIPALS]
+            refused = [(r, w) for r, w in pairs if self.expected(r, w) != principals.ALLOW]
+            allowed = [(r, w) for r, w in pairs if self.expected(r, w) == principals.ALLOW]
             before = self.w.snapshot()
             try:
-                for route in rs:
-                    for who in principals.PRINCIPALS:
-                        if who not in principals.OWNERS:
-                            self.probe(route, who)
+                for route, who in refused:
+                    self.probe(route, who)
             finally:
                 time.sleep(SETTLE_S)
                 self.compare(before, self.w.snapshot())
-            for route in sorted(rs, key=lambda r: r.method != "GET"):  # reads before the owners' own writes
-                for who in principals.PRINCIPALS:
-                    if who in principals.OWNERS:
-                        self.probe(route, who)
+            for route, who in sorted(allowed, key=lambda p: p[0].method != "GET"):  # reads before the writes
+                self.probe(route, who)
         except Budget:
             self.report.truncated = True
         finally:
@@ -118,13 +118,17 @@ class Probe:
             out += openapi.extra_routes(svc)
         return out
 
+    @staticmethod
+    def expected(route: Route, who: str):
+        return principals.expectation(principals.route_class(route.service, route.method, route.path), who)
+
     def probe(self, route: Route, who: str) -> None:
-        cls = principals.route_class(route.service, route.method, route.path)
-        want = principals.expectation(cls, who)
+        want = self.expected(route, who)
         a_ids = self.w.ids
-        # One set per principal for the whole run: what B did to "its" group of A's name (PUT it,
-        # say) it did to the random one too, so the two stay comparable route after route.
-        missing_ids = self.missing.setdefault(who, openapi.random_ids(a_ids))
+        # One set per tenant (B's agent and operator share one) for the whole run: what B's agent did to
+        # "its" group of A's name (PUT it, say) it did to the random one too, so the two stay comparable
+        # route after route, service after service.
+        missing_ids = self.missing.setdefault(principals.tenant_of(who), openapi.random_ids(a_ids))
         req_a = openapi.build(route, self.w.urls[route.service], a_ids)
         resp_a = self.send(route, who, req_a)
         if resp_a is None:

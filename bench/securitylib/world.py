@@ -8,7 +8,12 @@ is started here: every burst route is reachable, nothing is provisioned.
 Tenant A gets, each with a random name that serves as a leak marker: a protection
 group with one volume shipped through ingest by a real agent, a bookmark (a
 recovery point), an instant-access export, a burst failover, a metering licence
-and an analyzer profile. Tenant B gets a token and nothing else.
+and an analyzer profile. Tenant B gets its credentials (agent and operator) and
+nothing else. Tokens (``World.tokens``): A's agent credential (scope ingest, read
+from the credentials file the pipeline's agent ships with), A's operator
+credential (``Pipeline.token``, scope operate), B's two, the provider's admin
+token (every service's DIALBACK_*_ADMIN_TOKEN and the analyzer's token) and a
+garbage one.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from pathlib import Path
 
 import httpx
 
+from bench.securitylib.principals import tenant_of
 from deploy.local.pipeline import Pipeline
 from deploy.local.process import Managed, free_port
 from services.ingest.provision import create_tenant_with_credentials
+from shared.credentials import read_credentials
 from shared.crypto.keyring import Keyring, load_master_key
 
 # service -> the DIALBACK_* variable naming its port (pipeline.py sets ingest, recovery, retention)
@@ -44,18 +51,19 @@ class World:
     b_tenant: str
     ids: dict[str, str] = field(default_factory=dict)  # path parameter -> A's real value
     urls: dict[str, str] = field(default_factory=dict)
-    # principal -> A's names it stored in its own namespace by an accepted write (B may register a
-    # group of A's group's name; B's own group then names it): not a leak when B is shown them.
+    # tenant (principals.tenant_of) -> A's names it stored in its own namespace by an accepted write (B's
+    # agent may register a group of A's group's name; B's own group then names it): not a leak when
+    # any of B's principals is shown them.
     owned: dict[str, set[str]] = field(default_factory=dict)
 
     def stored(self, who: str, method: str, ok: bool, asked: str) -> None:
         if method.upper() != "GET" and ok:
-            self.owned.setdefault(who, set()).update(
+            self.owned.setdefault(tenant_of(who), set()).update(
                 v for k, v in self.markers().items() if not k.startswith("token.") and v in asked)
 
     def leaked(self, who: str, owner: bool, asked: str, answer: str) -> list[str]:
         """Names of the markers in ``answer`` that ``who`` should not see (tokens: nobody)."""
-        own = self.owned.get(who, set())
+        own = self.owned.get(tenant_of(who), set())
         return [name for name, value in self.markers().items() if value in answer and (
             name.startswith("token.") or (not owner and value not in asked and value not in own))]
 
@@ -66,25 +74,25 @@ class World:
     def markers(self) -> dict[str, str]:
         """Strings that only tenant A's data (or a secret) contains: none may reach anyone else."""
         return {**{f"a.{k}": v for k, v in self.ids.items() if k != "feature"},
-                "token.a": self.tokens["a"], "token.b": self.tokens["b"], "token.admin": self.tokens["admin"]}
+                **{f"token.{k}": v for k, v in self.secrets().items()}}
 
     def secrets(self) -> dict[str, str]:
-        return {k: self.tokens[k] for k in ("a", "b", "admin")}
+        return {k: v for k, v in self.tokens.items() if k != "garbage"}
 
     def bearer(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
 
     def snapshot(self) -> dict:
         """What tenant A has, as its owner (and the provider) sees it; equal before and after probing."""
-        a, i, u = self.bearer("a"), self.ids, self.urls
+        a, i, u = self.bearer("operator_a"), self.ids, self.urls
         gets = {
-            "ingest.group": (f"{u['ingest']}/v1/groups/{i['group']}", a),
+            "ingest.group": (f"{u['ingest']}/v1/groups/{i['group']}", self.bearer("agent_a")),
             "recovery.points": (f"{u['recovery']}/v1/groups/{i['group']}/points", a),
             "recovery.exports": (f"{u['recovery']}/v1/groups/{i['group']}/exports", a),
             "burst.operations": (f"{u['burst']}/v1/tenants/{i['tenant']}/operations", a),
             "burst.events": (f"{u['burst']}/v1/tenants/{i['tenant']}/operations/{i['op_id']}/events", a),
             "metering.licences": (f"{u['metering']}/v1/tenants/{i['tenant']}/licences", a),
-            "analyzer.profiles": (f"{u['analyzer']}/v1/profiles", self.bearer("admin")),
+            "analyzer.profiles": (f"{u['analyzer']}/v1/profiles", a),
         }
         out = {}
         with httpx.Client(timeout=30) as c:
@@ -115,15 +123,15 @@ def start_world(stack_env: dict[str, str], home: Path, log=lambda msg: None) -> 
     admin = secrets.token_urlsafe(32)
     b_tenant = f"t{_hex(10)}"
     ring = Keyring(load_master_key(p.env["DIALBACK_MASTER_KEY_FILE"]), p.env["DIALBACK_KEYRING_FILE"])
-    b_token = create_tenant_with_credentials(Path(p.env["DIALBACK_TENANTS_FILE"]), b_tenant,
-                                             home / f"{b_tenant}.credentials.json", ring,
-                                             stack_env.get("DIALBACK_BUCKET_PREFIX", "dialback-")).token
+    b = create_tenant_with_credentials(Path(p.env["DIALBACK_TENANTS_FILE"]), b_tenant,
+                                       home / f"{b_tenant}.credentials.json", ring,
+                                       stack_env.get("DIALBACK_BUCKET_PREFIX", "dialback-"))
     for name, var in EXTRA_PORTS.items():
         p.ports[name] = free_port()
         p.env[var] = str(p.ports[name])
     p.env.update({
         "DIALBACK_METERING_ADMIN_TOKEN": admin, "DIALBACK_BURST_ADMIN_TOKEN": admin,
-        "DIALBACK_ANALYZER_TOKEN": admin,  # the analyzer knows no tenants: the provider's token only
+        "DIALBACK_ANALYZER_TOKEN": admin,  # the provider's: acts for the ?tenant= it names
         "DIALBACK_ANALYZER_PROFILE_DIR": str(home / "profiles"),
         "DIALBACK_METERING_GROUP": f"metering-{p.tenant}",
         "DIALBACK_METERING_TRANSACTIONAL_ID": f"metering-{p.tenant}",
@@ -134,7 +142,10 @@ def start_world(stack_env: dict[str, str], home: Path, log=lambda msg: None) -> 
     port = p.ports["burst"]
     p.services["burst"] = Managed("burst", [sys.executable, "-m", "bench.securitylib.burst_app"], home / "run",
                                   ready=lambda: _ok(f"http://127.0.0.1:{port}/healthz"), env=p.env)
-    w = World(p, {"a": p.token, "b": b_token, "admin": admin, "garbage": secrets.token_urlsafe(32)}, b_tenant)
+    tokens = {"agent_a": read_credentials(p.credentials).token, "operator_a": p.token,
+              "agent_b": b.agent.token, "operator_b": b.operator_token,
+              "admin": admin, "garbage": secrets.token_urlsafe(32)}
+    w = World(p, tokens, b_tenant)
     w.urls = {n: f"http://127.0.0.1:{p.ports[n]}" for n in (*OPENAPI_SERVICES, "retention")}
     try:
         log("starting ingest, retention, recovery, metering, analyzer, burst")
@@ -166,7 +177,7 @@ def _seed(w: World, home: Path, log) -> None:
     agent.wait_shipped()
     seq = agent.bookmark(ids["bookmark"])["sequence"]
     p.wait_recoverable(ids["group"], seq)
-    a, admin = w.bearer("a"), w.bearer("admin")
+    a, admin = w.bearer("operator_a"), w.bearer("admin")
     with httpx.Client(timeout=60) as c:
         r = c.post(f"{u['recovery']}/v1/groups/{ids['group']}/exports", headers=a,
                    json={"volume": ids["volume"], "latest": True})
@@ -175,7 +186,7 @@ def _seed(w: World, home: Path, log) -> None:
         r = c.put(f"{u['metering']}/v1/tenants/{p.tenant}/licences/protection", headers=admin,
                   json={"enabled": True})
         _must(r, "metering licence")
-        r = c.put(f"{u['analyzer']}/v1/profiles/{ids['name']}", headers=admin, content=_profile(home, ids))
+        r = c.put(f"{u['analyzer']}/v1/profiles/{ids['name']}", headers=a, content=_profile(home, ids))
         _must(r, "analyzer profile")
         r = c.post(f"{u['burst']}/v1/operations", headers=a, json={
             "id": ids["op_id"], "tenant": p.tenant, "kind": "failover", "group": ids["group"],

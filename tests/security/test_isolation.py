@@ -1,7 +1,7 @@
 """Tenant isolation, route by route, on the real services (bench/securitylib/probe.py).
 
-Every route of every service's OpenAPI (and retention's web pages), as tenant A,
-tenant B, no token, a garbage token and the provider's token, on A's real
+Every route of every service's OpenAPI (and retention's web pages), as A's agent
+and operator, B's agent and operator, no token, a garbage token and the provider's token, on A's real
 resources and on random missing ones: no 5xx, nothing of A's in anyone else's
 answer, a refusal on A's resource equal to the answer on a missing one, and A's
 resources unchanged by every refused call.

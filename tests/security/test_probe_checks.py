@@ -23,16 +23,19 @@ from bench.securitylib.world import World
 from deploy.local.process import free_port
 
 IDS = {"tenant": "tfeedc0ffee", "group": "g0123456789", "volume": "v9876543210"}
-TOKENS = {"a": secrets.token_urlsafe(16), "b": secrets.token_urlsafe(16), "admin": secrets.token_urlsafe(16),
-          "garbage": secrets.token_urlsafe(16)}
+TOKENS = {k: secrets.token_urlsafe(16) for k in ("agent_a", "operator_a", "agent_b", "operator_b", "admin", "garbage")}
 
 
 def leaky_app(state: dict) -> FastAPI:
     app = FastAPI()
-    tenants = {TOKENS["a"]: IDS["tenant"], TOKENS["b"]: "tb"}
+    tenants = {TOKENS["operator_a"]: IDS["tenant"], TOKENS["operator_b"]: "tb"}
+    agents = {TOKENS["agent_a"], TOKENS["agent_b"]}
 
     def caller(authorization: str | None) -> str:
-        tenant = tenants.get((authorization or "").removeprefix("Bearer "))
+        token = (authorization or "").removeprefix("Bearer ")
+        if token in agents:
+            raise HTTPException(403, "an agent credential may not")  # every route here is an operator's
+        tenant = tenants.get(token)
         if tenant is None:
             raise HTTPException(401, "who are you")
         return tenant

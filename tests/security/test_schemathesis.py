@@ -1,4 +1,4 @@
-"""schemathesis on every running service as tenant A, tenant B and no token (bench/securitylib/fuzz.py).
+"""schemathesis on every running service as A's agent and operator, B's operator and no token (bench/securitylib/fuzz.py).
 
 Bounded: up to 15 cases per operation and principal, two minutes in all. No 5xx
 (schemathesis' not_a_server_error); no answer to B or to no token carries a marker of A.

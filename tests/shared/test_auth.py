@@ -205,5 +205,8 @@ def test_the_one_check_of_what_a_principal_may_do():
     assert agent.refusal(INGEST) is None and agent.refusal(OPERATE, "acme")[0] == 403
     assert operator.refusal(OPERATE, "acme") is None and operator.refusal(INGEST)[0] == 403
     assert operator.refusal(OPERATE, "globex")[0] == 404  # another tenant: as if it did not exist
+    # A missing scope is the same 403 whatever tenant is named: its own, another, one that does not exist.
+    assert agent.refusal(OPERATE, "globex") == agent.refusal(OPERATE, "acme") == agent.refusal(OPERATE)
+    assert operator.refusal(PROVIDER, "globex") == operator.refusal(PROVIDER, "acme")
     assert operator.refusal(PROVIDER, "acme")[0] == 403 and "provider credential" in operator.refusal(PROVIDER)[1]
     assert all(provider.allows(s, t) for s in (INGEST, OPERATE, PROVIDER) for t in ("acme", None))

@@ -32,8 +32,8 @@ Admin = Annotated[Principal, Depends(admin_only)]
 
 
 def provider_for(tenant: str, who: CurrentPrincipal) -> str:
-    """A provider-only route about one tenant: the tenant's own operator learns it is forbidden, others 404."""
-    who.require(OPERATE, tenant, not_found=f"no tenant {tenant!r} under this token")
+    """A provider-only route about one tenant: every other credential gets the same 403, whichever tenant it
+    names (its own, another, one that does not exist), so the answer tells nothing about other tenants."""
     admin_only(who)
     return tenant
 

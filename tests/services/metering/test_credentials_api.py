@@ -49,8 +49,10 @@ def test_only_a_provider_manages_credentials(world):
     for who in ("agent", "operator"):
         assert c.get(base, headers=bearer(tok[who])).status_code == 403, who
         assert c.post(base, json={"scopes": [OPERATE]}, headers=bearer(tok[who])).status_code == 403, who
-    # another tenant's credentials: 404, nothing leaks
-    assert c.get("/v1/tenants/globex/credentials", headers=bearer(tok["operator"])).status_code == 404
+    # another tenant's credentials: the same 403 as its own tenant's, nothing leaks
+    other = c.get("/v1/tenants/globex/credentials", headers=bearer(tok["operator"]))
+    own = c.get(base, headers=bearer(tok["operator"]))
+    assert (other.status_code, other.json()) == (own.status_code, own.json()) and other.status_code == 403
     listed = c.get(base, headers=bearer(ADMIN)).json()["credentials"]
     assert sorted(tuple(x["scopes"]) for x in listed) == [(INGEST,), (OPERATE,)]
     assert all("sha256" not in x and x["state"] == "active" for x in listed)
