@@ -78,7 +78,7 @@ def test_export_whose_renewals_fail_stops_serving_after_half_its_ttl(tmp_path):
         exp = reg.create("acme", GROUP, "disk0", At.of(timestamp_ns=POLICY.floor_ns(sim.now) + HOUR_NS // 2),
                          "read-only")
         want = sim.reference(exp.sequence)["disk0"]
-        with connect("127.0.0.1", exp.port, "disk0") as c:
+        with connect("127.0.0.1", exp.port, exp.export_name) as c:
             assert sha(c.pread(VOLUMES["disk0"], 0)) == sha(want)
             time.sleep(TTL)  # renewals keep going: still serving after a whole TTL
             assert c.pread(4096, 0) == want[:4096]
@@ -107,7 +107,7 @@ def test_export_whose_renewals_fail_stops_serving_after_half_its_ttl(tmp_path):
         store.failing = False
         time.sleep(TTL / 2)
         assert reg.get("acme", GROUP, exp.id).to_dict()["state"] == "failed"  # sticky: create a new export
-        with connect("127.0.0.1", exp.port, "disk0") as c, pytest.raises(NbdClientError):
+        with connect("127.0.0.1", exp.port, exp.export_name) as c, pytest.raises(NbdClientError):
             c.pread(4096, 0)
     finally:
         reg.close_all()

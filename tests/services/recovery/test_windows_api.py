@@ -117,7 +117,7 @@ def test_exports_refuse_inside_and_latest_is_the_window_start(api):
     e = r.json()
     assert e["sequence"] == START
     want = hashlib.sha256(reference(VOLS, journal(LAST), 15)["disk0"]).hexdigest()
-    assert nbd_sha256(e["port"], "disk0", VOLS["disk0"]) == want
+    assert nbd_sha256(e["port"], e["export_name"], VOLS["disk0"]) == want
     client.delete(f"/v1/groups/open/exports/{e['id']}", headers=h)
 
 
