@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +24,24 @@ class StartError(ConfigError):
     pass
 
 
+_HANDED: set[int] = set()
+_HANDED_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free right now and never handed out before by this process.
+
+    The kernel may give the same ephemeral port to two bind(0) calls in a row once the
+    first socket is closed, so two servers started together could be told the same port.
+    """
+    with _HANDED_LOCK:
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in _HANDED:
+                _HANDED.add(port)
+                return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
