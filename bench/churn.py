@@ -28,6 +28,7 @@ import json
 import os
 import random
 import shutil
+import ssl
 import sys
 import tempfile
 import threading
@@ -83,7 +84,7 @@ class Watcher(threading.Thread):
         return None
 
 
-def _ingest_figures(url: str, verify: str | bool = True) -> dict[str, float]:
+def _ingest_figures(url: str, verify: ssl.SSLContext | bool = True) -> dict[str, float]:
     """Sums and counts from ingest's /metrics: Kafka wait per log, bodies by outcome."""
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -19,6 +19,7 @@ file; the default is plain HTTP on loopback.
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 import tempfile
 import threading
@@ -45,7 +46,7 @@ def _http() -> httpx.Client:
     return c
 
 
-def _http_ok(url: str, verify: str | bool = True) -> bool:
+def _http_ok(url: str, verify: ssl.SSLContext | bool = True) -> bool:
     try:
         return httpx.get(url, timeout=2, verify=verify).status_code == 200
     except httpx.HTTPError:
@@ -174,9 +175,9 @@ class Pipeline:
         return cls(env, home, tenant, token, credentials, ports, ca_file=ca_file)
 
     @property
-    def ingest_verify(self) -> str | bool:
+    def ingest_verify(self) -> ssl.SSLContext | bool:
         """``verify=`` for an httpx call to ingest: the pipeline's CA when it serves HTTPS."""
-        return str(self.ca_file) if self.ca_file else True
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else True
 
     def store_env(self) -> dict[str, str]:
         """What another process needs to read this pipeline's objects: S3 settings and, if on, the keys."""
