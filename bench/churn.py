@@ -3,6 +3,9 @@
     .venv/bin/dialback stack up
     .venv/bin/python -m bench.churn --rate 50 --seconds 30      # MB/s offered through the tap
     .venv/bin/python -m bench.churn --rate 0 --seconds 20       # as fast as the tap takes it
+    .venv/bin/python -m bench.churn --tls --rate 100 --seconds 90   # ingest over HTTPS (agent checks the CA)
+    .venv/bin/python -m bench.churn --compare --rate 100 --seconds 90
+        # the pre-security code (bench/churncompare.py) then TLS + sealed Kafka, same run, with ratios
 
 Starts ingest, retention, recovery and an agent as local processes against the
 running stack, writes random blocks (256 KiB by default) through the tap's NBD export at the
@@ -25,6 +28,7 @@ import json
 import os
 import random
 import shutil
+import ssl
 import sys
 import tempfile
 import threading
@@ -80,12 +84,12 @@ class Watcher(threading.Thread):
         return None
 
 
-def _ingest_figures(url: str) -> dict[str, float]:
+def _ingest_figures(url: str, verify: ssl.SSLContext | bool = True) -> dict[str, float]:
     """Sums and counts from ingest's /metrics: Kafka wait per log, bodies by outcome."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict[str, float] = {}
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+    text = httpx.get(f"{url}/metrics", timeout=10, verify=verify).text
     for fam in text_string_to_metric_families(text):
         for smp in fam.samples:
             if smp.name in ("dialback_ingest_produce_seconds_sum", "dialback_ingest_produce_seconds_count"):
@@ -128,7 +132,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--disk-mib", type=int, default=512)
     ap.add_argument("--block-kib", type=int, default=256, help="write size (≤ 256: one record per write)")
+    ap.add_argument("--tls", action="store_true", help="ingest serves HTTPS; the agent ships to it checking the CA")
+    ap.add_argument("--compare", action="store_true",
+                    help="run the pre-security code (--baseline-commit), then this code with --tls; one JSON with ratios")
+    ap.add_argument("--baseline-commit", default="b9af412", help="'today's settings' for --compare")
     args = ap.parse_args()
+    if args.compare:
+        from bench.churncompare import compare
+
+        print(json.dumps(compare(args), indent=2))
+        return
     if not 4 <= args.block_kib <= 256:
         ap.error("--block-kib must be 4..256 so each write is one record (the bench maps writes to sequences)")
     block = args.block_kib << 10
@@ -136,7 +149,7 @@ def main() -> None:
 
     stack = Stack.default()
     work = Path(tempfile.mkdtemp(prefix="dialback-churn-"))
-    p = Pipeline.create(stack.env(), work / "home")
+    p = Pipeline.create(stack.env(), work / "home", tls=args.tls)
     try:
         p.start()
         disk = work / "disk.img"
@@ -162,7 +175,7 @@ def main() -> None:
             "agent": agent.managed.pid(), **{n: m.pid() for n, m in p.services.items()},
             "kafka": stack.kafka().pid(), "minio": stack.minio().pid(), "bench": os.getpid(),
         })
-        ing0 = _ingest_figures(p.ingest_url)
+        ing0 = _ingest_figures(p.ingest_url, p.ingest_verify)
         print(f"churn: writing for {args.seconds:g} s", file=sys.stderr, flush=True)  # a profiler can start here
         t0 = time.monotonic()
         with connect(agent.nbd_socket, None, "d0") as c:
@@ -196,10 +209,11 @@ def main() -> None:
         steady = (r_stop - r_half) * block / 1e6 / (stop - half) if known else None
         backlog_mb = (last_seq - r_stop) * block / 1e6 if r_stop is not None else None
         cpu_use = cpu.stop((end or time.monotonic()) - t0, mb)
-        ing = {k: v - ing0.get(k, 0) for k, v in _ingest_figures(p.ingest_url).items()}
+        ing = {k: v - ing0.get(k, 0) for k, v in _ingest_figures(p.ingest_url, p.ingest_verify).items()}
         bodies = ing.get("accepted", 0)
         print(json.dumps({
             "bench": "churn",
+            "ingest_https": bool(args.tls),
             "offered_MBps": args.rate or "unthrottled",
             "written_MB": round(mb, 1),
             "tap_MBps": round(mb / write_seconds, 1),

@@ -10,11 +10,16 @@ Encryption is ON by default (docs/encryption.md): a master key
 (``<home>/master.key``, 0600) is created if missing and named by
 DIALBACK_MASTER_KEY_FILE for every service, the tenant gets a transport key,
 and agents ship sealed batches using ``<home>/<tenant>.credentials.json``.
+
+``tls=True`` serves ingest over HTTPS (a throwaway CA and a 127.0.0.1 certificate in
+``<home>/tls``, made by shared/nbd_tls.make_certs) and gives agents the https URL and the CA
+file; the default is plain HTTP on loopback.
 """
 
 from __future__ import annotations
 
 import os
+import ssl
 import sys
 import tempfile
 import threading
@@ -41,9 +46,9 @@ def _http() -> httpx.Client:
     return c
 
 
-def _http_ok(url: str) -> bool:
+def _http_ok(url: str, verify: ssl.SSLContext | bool = True) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code == 200
+        return httpx.get(url, timeout=2, verify=verify).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -123,10 +128,12 @@ class Pipeline:
     ports: dict[str, int] = field(default_factory=dict)
     services: dict[str, Managed] = field(default_factory=dict)
     agents: list[Agent] = field(default_factory=list)
+    ca_file: Path | None = None  # set when ingest serves HTTPS: what clients trust
 
     @classmethod
-    def create(cls, stack_env: dict[str, str], home: Path, encrypt: bool = True) -> "Pipeline":
-        """``encrypt``: encryption at rest and agent→ingest ON (the default) or both OFF."""
+    def create(cls, stack_env: dict[str, str], home: Path, encrypt: bool = True, tls: bool = False) -> "Pipeline":
+        """``encrypt``: encryption at rest and agent→ingest ON (the default) or both OFF.
+        ``tls``: ingest serves HTTPS with a fresh loopback certificate (agents get the CA file)."""
         home.mkdir(parents=True, exist_ok=True)
         tenant = f"t{uuid.uuid4().hex[:10]}"
         tenants_file = home / "tenants.json"
@@ -157,7 +164,20 @@ class Pipeline:
         }
         if not encrypt:  # the caller's environment must not switch it back on
             env["DIALBACK_MASTER_KEY_FILE"] = ""
-        return cls(env, home, tenant, token, credentials, ports)
+        ca_file = None
+        if tls:
+            from shared.nbd_tls import make_certs
+
+            server_dir, _client = make_certs(home / "tls", ["127.0.0.1", "localhost"], days=2)
+            ca_file = server_dir / "ca-cert.pem"
+            env["DIALBACK_INGEST_TLS_CERT_FILE"] = str(server_dir / "server-cert.pem")
+            env["DIALBACK_INGEST_TLS_KEY_FILE"] = str(server_dir / "server-key.pem")
+        return cls(env, home, tenant, token, credentials, ports, ca_file=ca_file)
+
+    @property
+    def ingest_verify(self) -> ssl.SSLContext | bool:
+        """``verify=`` for an httpx call to ingest: the pipeline's CA when it serves HTTPS."""
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else True
 
     def store_env(self) -> dict[str, str]:
         """What another process needs to read this pipeline's objects: S3 settings and, if on, the keys."""
@@ -178,7 +198,7 @@ class Pipeline:
 
     @property
     def ingest_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['ingest']}"
+        return f"{'https' if self.ca_file else 'http'}://127.0.0.1:{self.ports['ingest']}"
 
     @property
     def recovery_url(self) -> str:
@@ -187,9 +207,10 @@ class Pipeline:
     def service(self, name: str) -> Managed:
         if name not in self.services:
             port = self.ports[name]
+            scheme, verify = ("https", self.ingest_verify) if name == "ingest" and self.ca_file else ("http", True)
             self.services[name] = Managed(
                 name, [sys.executable, "-m", f"services.{name}"], self.home / "run",
-                ready=lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), env=self.env,
+                ready=lambda: _http_ok(f"{scheme}://127.0.0.1:{port}/healthz", verify), env=self.env,
             )
         return self.services[name]
 
@@ -213,6 +234,7 @@ class Pipeline:
             "DIALBACK_AGENT_CONTROL_SOCKET": str(sockets / "control.sock"),
             "DIALBACK_AGENT_CONTROL_PORT": str(control_port),
             **({"DIALBACK_AGENT_SPOOL_LIMIT_BYTES": str(spool_limit)} if spool_limit else {}),
+            **({"DIALBACK_AGENT_INGEST_CA_FILE": str(self.ca_file)} if self.ca_file else {}),
             **(extra or {}),
         }
         m = Managed(f"agent-{group}", [sys.executable, "-m", "agent"], self.home / "run",
