@@ -12,7 +12,7 @@ DIALBACK_MASTER_KEY_FILE for every service, the tenant gets a transport key,
 and agents ship sealed batches using ``<home>/<tenant>.credentials.json``.
 
 ``tls=True`` serves ingest over HTTPS (a throwaway CA and a 127.0.0.1 certificate in
-``<home>/tls``, made by shared/nbd_tls.make_certs) and gives agents the https URL and the CA
+``<home>/tls``, made by shared/pki) and gives agents the https URL and the CA
 file; the default is plain HTTP on loopback.
 """
 
@@ -166,12 +166,17 @@ class Pipeline:
             env["DIALBACK_MASTER_KEY_FILE"] = ""
         ca_file = None
         if tls:
-            from shared.nbd_tls import make_certs
+            from shared.pki import LOOPBACK, SERVER_AUTH, issue, new_ca, write_private
 
-            server_dir, _client = make_certs(home / "tls", ["127.0.0.1", "localhost"], days=2)
-            ca_file = server_dir / "ca-cert.pem"
-            env["DIALBACK_INGEST_TLS_CERT_FILE"] = str(server_dir / "server-cert.pem")
-            env["DIALBACK_INGEST_TLS_KEY_FILE"] = str(server_dir / "server-key.pem")
+            tls_dir = home / "tls"
+            tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            ca = new_ca("Dialback pipeline CA", days=2)
+            leaf = issue(ca, "127.0.0.1", SERVER_AUTH, LOOPBACK, days=2)
+            ca_file = tls_dir / "ca.pem"
+            ca_file.write_bytes(ca.cert_pem())
+            (tls_dir / "ingest.pem").write_bytes(leaf.cert_pem())
+            env["DIALBACK_INGEST_TLS_CERT_FILE"] = str(tls_dir / "ingest.pem")
+            env["DIALBACK_INGEST_TLS_KEY_FILE"] = str(write_private(tls_dir / "ingest.key", leaf.key_pem()))
         return cls(env, home, tenant, token, credentials, ports, ca_file=ca_file)
 
     @property
