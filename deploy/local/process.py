@@ -44,6 +44,16 @@ def free_port() -> int:
                 return port
 
 
+def terminate(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL and reap."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from deploy.local.process import terminate
 from services.ingest.app import create_app
 from services.ingest.config import IngestSettings
 from services.ingest.provision import create_tenant_with_credentials
@@ -115,12 +116,7 @@ def test_writes_cross_kafka_sealed_over_sasl_ssl_and_retention_rebuilds_them(kaf
         _wait(lambda: store.bucket_exists(bucket) and last_sequence(store, bucket, group) == last, 180,
               "retention to journal every record over SASL_SSL", log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        terminate(proc)
 
     got = {}
     for entry in read_timeline(store, bucket, group):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import TopicPartition
 
+from deploy.local.process import terminate
 from shared.auth import create_tenant
 from shared.frames import data_record
 from shared.bus.kafka import Producer, consumer, ensure_topics
@@ -77,12 +78,7 @@ def test_committed_offsets_never_pass_durable_records(kafka_bootstrap, minio_sto
         assert checks > 10
     finally:
         c.close()
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        terminate(proc)
 
 
 def _committed(c, topic) -> int:

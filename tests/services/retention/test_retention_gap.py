@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from agent.bridge import bridge_batch
-from deploy.local.process import free_port
+from deploy.local.process import free_port, terminate
 from services.recovery.planner import At
 from services.recovery.service import Recovery
 from shared import keys
@@ -185,9 +185,4 @@ def test_gap_holds_commits_raises_alarm_and_resend_heals(kafka_bootstrap, minio_
             assert hashlib.sha256(out.read_bytes()).hexdigest() == _image(recs, want), f"image at {at} differs"
     finally:
         c.close()
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        terminate(proc)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.local.process import free_port
+from deploy.local.process import free_port, terminate
 from shared.auth import create_tenant
 from shared.bus.kafka import Producer, ensure_topics
 from shared.frames import data_record, encode_batch
@@ -96,12 +96,7 @@ def test_p99_recoverable_lag_under_steady_load(kafka_bootstrap, minio_store, sta
                                  re.M).group(1))
         assert count > 0 and under5 / count >= 0.99
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        terminate(proc)
 
 
 def _poll(store, bucket, seen: dict[int, float]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.local.process import terminate
 from shared import keys
 from shared.auth import create_tenant
 from shared.bus.kafka import Producer, ensure_topics
@@ -65,9 +66,4 @@ def test_new_tenant_is_picked_up_and_kept_apart(kafka_bootstrap, minio_store, st
         seg_b = [i.key for i in minio_store.list(tenant_bucket(b), keys.journal_prefix("g"))]
         assert seg_b and all(keys.parse_range(k)[1] <= 30 for k in seg_b)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        terminate(proc)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.local.process import terminate
 from services.metering.aggregator import Aggregator, Policy as MeterPolicy
 from shared.bus.tail import replay
 from shared import keys
@@ -47,12 +48,7 @@ def _start(env, log):
 
 
 def _stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    terminate(proc)
 
 
 def test_service_emits_gauges_and_a_restart_is_counted_once(kafka_bootstrap, minio_store, stack_env, tmp_path):
